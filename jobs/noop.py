@@ -1,0 +1,51 @@
+"""A job that does no media work: it proves the queue machinery and measures its overhead.
+
+Parameters (all optional): ``sleep_seconds`` (float, at most 60), ``fail`` (``"permanent"`` or
+``"transient"``), ``crash`` (bool: the process exits at once, like an OOM kill; honoured only when
+the worker runs with test jobs allowed, see ``CONTENTFORGE_ALLOW_TEST_JOBS``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import PermanentJobError, TransientJobError
+from jobs.limits import MediaLimits
+from jobs.result import JobResult, Progress
+
+#: Upper bound of ``sleep_seconds``: a no-op job must not hold a worker thread for long.
+MAX_NOOP_SLEEP_SECONDS = 60.0
+
+
+def run(
+    source: Path | None,
+    workdir: Path,
+    params: dict[str, Any],
+    limits: MediaLimits,
+    progress: Progress,
+    *,
+    allow_crash: bool = False,
+) -> JobResult:
+    sleep = float(params.get("sleep_seconds", 0))
+    if not 0 <= sleep <= MAX_NOOP_SLEEP_SECONDS:
+        raise PermanentJobError(
+            f"sleep_seconds must be between 0 and {MAX_NOOP_SLEEP_SECONDS:g}, got {sleep:g}"
+        )
+    if params.get("crash"):
+        if not allow_crash:
+            raise PermanentJobError("crash was requested but test jobs are not allowed here")
+        os._exit(137)
+    if sleep:
+        time.sleep(sleep)
+    progress(1.0)
+    fail = params.get("fail")
+    if fail == "permanent":
+        raise PermanentJobError("failure requested by the job's parameters")
+    if fail == "transient":
+        raise TransientJobError("transient failure requested by the job's parameters")
+    if fail is not None:
+        raise PermanentJobError(f"fail must be 'permanent' or 'transient', got {fail!r}")
+    return JobResult(data={"slept_seconds": sleep})

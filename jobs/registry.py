@@ -1,0 +1,69 @@
+"""Which job functions exist, which asset file types each accepts, and one entry point to run them.
+
+The database keeps the same table (``app.job_types``, seeded by the migrations) so that
+``enqueue_asset_job`` can refuse a transcode of an image from plain SQL; a test keeps both in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs import metadata, noop, optimize, thumbnail, transcode, transcripts
+from jobs.errors import UnknownJobType
+from jobs.limits import MediaLimits
+from jobs.result import JobResult, Progress, no_progress
+
+ALL_FILE_TYPES = frozenset({"image", "video", "audio", "document", "archive", "other"})
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    file_types: frozenset[str]
+    func: Callable[..., JobResult]
+    #: False for job types that never read the original (the worker then skips the download).
+    needs_source: bool = True
+
+
+JOB_TYPES: dict[str, JobSpec] = {}
+
+
+def register(spec: JobSpec) -> JobSpec:
+    JOB_TYPES[spec.name] = spec
+    return spec
+
+
+register(JobSpec("metadata", ALL_FILE_TYPES, metadata.run))
+register(JobSpec("thumbnail", thumbnail.FILE_TYPES, thumbnail.run))
+register(JobSpec("transcode", transcode.FILE_TYPES, transcode.run))
+register(JobSpec("transcript", transcripts.FILE_TYPES, transcripts.run))
+register(JobSpec("optimize", optimize.FILE_TYPES, optimize.run))
+register(JobSpec("noop", ALL_FILE_TYPES, noop.run, needs_source=False))
+
+
+def job_types_for(kind: str) -> list[str]:
+    """Job types (other than ``noop``) that accept an asset of ``kind``, in registry order."""
+    return [n for n, spec in JOB_TYPES.items() if n != "noop" and kind in spec.file_types]
+
+
+def run_job(
+    job_type: str,
+    source: Path | None,
+    workdir: Path,
+    params: dict[str, Any] | None = None,
+    limits: MediaLimits | None = None,
+    progress: Progress = no_progress,
+    *,
+    allow_test_jobs: bool = False,
+) -> JobResult:
+    """Run one job function: ``source`` and ``params`` in, a ``JobResult`` with files in ``workdir`` out."""
+    spec = JOB_TYPES.get(job_type)
+    if spec is None:
+        raise UnknownJobType(f"unknown job type {job_type!r}; known: {', '.join(sorted(JOB_TYPES))}")
+    kwargs: dict[str, Any] = {}
+    if job_type == "noop":
+        kwargs["allow_crash"] = allow_test_jobs
+    return spec.func(source, workdir, dict(params or {}), limits or MediaLimits(), progress, **kwargs)

@@ -1,0 +1,42 @@
+"""The frozen records a job function returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Called with a fraction between 0.0 and 1.0 as a job advances. Must be cheap and never raise.
+Progress = Callable[[float], None]
+
+
+def no_progress(_fraction: float) -> None:
+    """A progress callback that ignores every report."""
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One file a job produced in its work directory.
+
+    ``name`` is the variant's file name, unique across all job types of one asset
+    (``thumb_320.webp``, ``video_720p.mp4``, ``transcript.vtt``): the worker stores it under the
+    deterministic key ``{tenant}/{asset}/variants/{name}``, so a retried job overwrites its outputs.
+    """
+
+    name: str
+    path: Path
+    format: str
+    content_type: str
+    bytes: int
+    width: int | None = None
+    height: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a job function returns: its files and a JSON-serialisable record."""
+
+    outputs: tuple[OutputFile, ...] = ()
+    data: Mapping[str, Any] = field(default_factory=dict)

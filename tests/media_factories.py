@@ -1,0 +1,253 @@
+"""Media files for tests, made on the spot with Pillow, ffmpeg and espeak-ng.
+
+Each factory writes one file into a directory and returns its path; keyword arguments override
+the defaults. Hostile and broken files are here too, so every test names what it feeds a job.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFilter
+
+#: A sentence espeak-ng says clearly enough for Whisper tiny.en.
+SPEECH_SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
+
+
+def _run(args: list[str]) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=120)
+
+
+def image(
+    directory: Path,
+    name: str = "photo.jpg",
+    *,
+    size: tuple[int, int] = (1200, 800),
+    fmt: str = "JPEG",
+    orientation: int | None = None,
+    gps: bool = False,
+    mode: str = "RGB",
+    quality: int = 92,
+) -> Path:
+    """A picture with a red marker in its top-left corner (to check orientation), EXIF optional.
+
+    ``orientation`` sets EXIF tag 0x0112; ``gps`` adds a GPS IFD with a latitude and longitude.
+    """
+    w, h = size
+    im = Image.new(mode, size, (40, 110, 180, 255) if mode == "RGBA" else (40, 110, 180))
+    draw = ImageDraw.Draw(im)
+    for x in range(0, w, max(1, w // 12)):
+        draw.line([(x, 0), (x, h)], fill=(220, 220, 60), width=max(1, w // 200))
+    draw.rectangle([0, 0, w // 4, h // 4], fill=(230, 20, 20))
+    if mode == "RGBA":
+        draw.rectangle([w // 2, h // 2, w, h], fill=(0, 0, 0, 0))
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"  # Make
+    exif[0x0110] = "Model 1"  # Model
+    if orientation is not None:
+        exif[0x0112] = orientation
+    if gps:
+        gps_ifd = exif.get_ifd(0x8825)
+        gps_ifd[1] = "N"
+        gps_ifd[2] = (48.0, 51.0, 29.0)
+        gps_ifd[3] = "E"
+        gps_ifd[4] = (2.0, 17.0, 40.0)
+    path = directory / name
+    options: dict[str, object] = {"exif": exif.tobytes()}
+    if fmt == "JPEG":
+        options["quality"] = quality
+    im.save(path, format=fmt, **options)
+    return path
+
+
+def photo(directory: Path, name: str = "photo.jpg", *, size: tuple[int, int] = (1200, 800),
+          quality: int = 100, gps: bool = False) -> Path:
+    """A photograph-like JPEG (smooth gradient, grain, slight blur), with EXIF and optional GPS."""
+    gradient = Image.radial_gradient("L").resize(size).convert("RGB")
+    grain = Image.effect_noise(size, 20).convert("RGB")
+    im = Image.blend(gradient, grain, 0.3).filter(ImageFilter.GaussianBlur(1.5))
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    if gps:
+        exif.get_ifd(0x8825)[2] = (48.0, 51.0, 29.0)
+    path = directory / name
+    im.save(path, format="JPEG", quality=quality, exif=exif.tobytes())
+    return path
+
+
+def animated_gif(directory: Path, name: str = "anim.gif", frames: int = 5) -> Path:
+    """A small animated GIF with ``frames`` frames."""
+    images = []
+    for i in range(frames):
+        frame = Image.new("RGB", (64, 48), (20, 20, 20))
+        ImageDraw.Draw(frame).rectangle([i * 4, 0, i * 4 + 8, 47], fill=(250, 40 * (i % 6), 0))
+        images.append(frame)
+    path = directory / name
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+    return path
+
+
+def video(
+    directory: Path,
+    name: str = "clip.mp4",
+    *,
+    size: tuple[int, int] = (320, 240),
+    seconds: float = 3.0,
+    rate: int = 15,
+    black_seconds: float = 0.0,
+    audio: bool = True,
+    tone_db: float = -20.0,
+) -> Path:
+    """An H.264/AAC MP4 of ffmpeg's test pattern with a sine tone, black for ``black_seconds``."""
+    w, h = size
+    path = directory / name
+    vf = f"drawbox=t=fill:c=black:enable='lt(t,{black_seconds})'" if black_seconds else "null"
+    args = [
+        "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
+        "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={rate}:duration={seconds}",
+    ]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
+    args += ["-vf", vf, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+             "-g", str(rate)]
+    if audio:
+        args += ["-af", f"volume={tone_db}dB", "-c:a", "aac", "-b:a", "96k", "-shortest"]
+    args.append(str(path))
+    _run(args)
+    return path
+
+
+def speech_wav(directory: Path, name: str = "speech.wav", text: str = SPEECH_SENTENCE) -> Path:
+    """espeak-ng saying ``text``, as a WAV file."""
+    path = directory / name
+    _run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text])
+    return path
+
+
+def audio(
+    directory: Path,
+    name: str = "tone.mp3",
+    *,
+    seconds: float = 4.0,
+    volume_db: float = -30.0,
+    codec: str = "libmp3lame",
+) -> Path:
+    """A quiet tone with a second, louder tone in its middle (something for loudnorm to do)."""
+    path = directory / name
+    _run([
+        "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
+        "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=44100:duration={seconds}",
+        "-f", "lavfi", "-i", f"sine=frequency=660:sample_rate=44100:duration={seconds}",
+        "-filter_complex",
+        f"[1]volume=enable='between(t,{seconds / 3},{2 * seconds / 3})':volume=4,"
+        f"volume=enable='not(between(t,{seconds / 3},{2 * seconds / 3}))':volume=0[b];"
+        f"[0][b]amix=inputs=2,volume={volume_db}dB",
+        "-c:a", codec, str(path),
+    ])
+    return path
+
+
+def speech_video(directory: Path, name: str = "talk.mp4", text: str = SPEECH_SENTENCE) -> Path:
+    """A small video whose soundtrack is espeak-ng saying ``text``."""
+    wav = speech_wav(directory, name + ".wav", text)
+    path = directory / name
+    _run([
+        "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10", "-i", str(wav),
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-shortest", str(path),
+    ])
+    wav.unlink()
+    return path
+
+
+# --------------------------------------------------------------------------- hostile and broken
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(directory: Path, name: str = "bomb.png", side: int = 30000) -> Path:
+    """A PNG declaring ``side`` x ``side`` pixels of grey: a few kilobytes that decode to gigabytes."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" + b"\x00" * side  # filter byte + one grey byte per pixel
+    body = b"".join(compressor.compress(row) for _ in range(64)) + compressor.flush()
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + _png_chunk(b"IDAT", body)
+        + _png_chunk(b"IEND", b"")
+    )
+    path = directory / name
+    path.write_bytes(data)
+    return path
+
+
+def jpeg_huge_header(directory: Path, name: str = "huge.jpg", side: int = 60000) -> Path:
+    """A real small JPEG whose frame header is patched to claim ``side`` x ``side`` pixels."""
+    src = image(directory, "_small_for_header.jpg", size=(16, 16))
+    data = bytearray(src.read_bytes())
+    src.unlink()
+    sof = data.find(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, side, side)
+    path = directory / name
+    path.write_bytes(bytes(data))
+    return path
+
+
+def truncated(source: Path, name: str | None = None, keep: float = 0.4) -> Path:
+    """The first ``keep`` fraction of ``source``, as a new file next to it."""
+    data = source.read_bytes()
+    path = source.with_name(name or f"truncated_{source.name}")
+    path.write_bytes(data[: max(1, int(len(data) * keep))])
+    return path
+
+
+def corrupt_jpeg(directory: Path, name: str = "corrupt.jpg") -> Path:
+    """A JPEG whose signature is right and whose body is noise."""
+    path = directory / name
+    path.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
+    return path
+
+
+def text_named_mp4(directory: Path, name: str = "notes.mp4") -> Path:
+    """A plain text file with a video extension."""
+    path = directory / name
+    path.write_text("meeting notes\nnot a video at all\n")
+    return path
+
+
+def hls_playlist(directory: Path, name: str = "evil.mp4", target: str = "/etc/passwd") -> Path:
+    """An HLS playlist, named like a video, whose only segment is a local file."""
+    path = directory / name
+    path.write_text(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n"
+        f"file://{target}\n#EXT-X-ENDLIST\n"
+    )
+    return path
+
+
+def concat_list(directory: Path, name: str = "list.mp4", target: str = "/etc/passwd") -> Path:
+    """An ffconcat script, named like a video, that points at a local file."""
+    path = directory / name
+    path.write_text(f"ffconcat version 1.0\nfile '{target}'\n")
+    return path
+
+
+def mislabelled(source: Path, name: str) -> Path:
+    """A copy of ``source`` under another name (say, a JPEG named ``.mp3``)."""
+    path = source.with_name(name)
+    path.write_bytes(source.read_bytes())
+    return path
+
+
+def avi_with_m3u8_inside(directory: Path, name: str = "sneaky.avi") -> Path:
+    """A file starting with a RIFF/AVI signature followed by an HLS playlist (ffmpeg's old CVE)."""
+    path = directory / name
+    body = b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4) + b"AVI " + body)
+    return path

@@ -1,0 +1,53 @@
+"""The safe ffmpeg wrapper: argument shape, timeouts and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ffmpeg as ffmpeg_python
+import pytest
+
+from jobs import ffmpeg
+from jobs.errors import PermanentJobError
+
+
+def test_input_forces_demuxer_and_protocol(tmp_path: Path) -> None:
+    """Inputs carry -f, -protocol_whitelist file, no drefs, and an absolute file: URL."""
+    node = ffmpeg.input_stream(tmp_path / "a.mp4", "mov").output(str(tmp_path / "b.mp4"))
+    args = ffmpeg_python.compile(node)
+    i = args.index("-i")
+    before = args[:i]
+    assert before[before.index("-f") + 1] == "mov"
+    assert before[before.index("-protocol_whitelist") + 1] == "file"
+    assert before[before.index("-enable_drefs") + 1] == "0"
+    assert args[i + 1] == "file:" + str((tmp_path / "a.mp4").resolve())
+
+
+@pytest.mark.parametrize("demuxer", ["hls", "concat", "lavfi", "tee", "applehttp"])
+def test_playlist_demuxers_refused(tmp_path: Path, demuxer: str) -> None:
+    """Demuxers that open other files or URLs cannot be chosen."""
+    with pytest.raises(PermanentJobError, match="not allowed"):
+        ffmpeg.input_stream(tmp_path / "a", demuxer)
+    with pytest.raises(PermanentJobError, match="not allowed"):
+        ffmpeg.ffprobe(tmp_path / "a", demuxer, timeout=5)
+
+
+def test_only_ffmpeg_and_ffprobe_run() -> None:
+    """run_argv refuses any program other than ffmpeg or ffprobe."""
+    with pytest.raises(ValueError, match="only ffmpeg and ffprobe"):
+        ffmpeg.run_argv(["sh", "-c", "true"], timeout=5)
+
+
+def test_timeout_kills_and_reports(tmp_path: Path) -> None:
+    """An ffmpeg run over its time limit is killed and reported as a permanent error."""
+    args = ["ffmpeg", "-nostdin", "-progress", "pipe:1", "-f", "lavfi", "-re", "-i",
+            "sine=duration=30", "-f", "null", "-"]
+    with pytest.raises(PermanentJobError, match="took longer than the 0.5 s limit"):
+        ffmpeg.run_argv(args, timeout=0.5, what="test encode")
+
+
+def test_failure_names_ffmpeg_error(tmp_path: Path) -> None:
+    """A failing ffmpeg run raises with ffmpeg's own last error line."""
+    missing = ffmpeg.input_stream(tmp_path / "missing.mp4", "mov").output(str(tmp_path / "o.mp4"))
+    with pytest.raises(PermanentJobError, match="No such file"):
+        ffmpeg.run_ffmpeg(missing, timeout=30, what="test")
