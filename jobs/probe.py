@@ -362,6 +362,7 @@ def open_image(
     if sniffed.kind != "image":
         raise PermanentJobError(f"the file's content is {sniffed.mime}, not an image")
     fmt = sniffed.decoder
+    Image.init()  # Pillow registers its format plugins lazily
     if fmt not in ALLOWED_IMAGE_FORMATS or fmt not in Image.OPEN:
         raise PermanentJobError(f"image format {sniffed.mime} is not supported")
     try:

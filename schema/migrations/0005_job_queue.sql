@@ -58,11 +58,15 @@ CREATE INDEX jobs_claim_idx ON public.asset_processing_jobs (priority DESC, tena
 -- Reclaiming: running jobs by lease expiry (defect 37), and per-tenant running counts for fairness.
 CREATE INDEX jobs_lease_idx ON public.asset_processing_jobs (lease_expires_at) WHERE status = 'running';
 CREATE INDEX jobs_running_tenant_idx ON public.asset_processing_jobs (tenant_id) WHERE status = 'running';
+-- Fairness: when each tenant was last served (the tenant served longest ago goes first among equals).
+CREATE INDEX jobs_tenant_started_idx ON public.asset_processing_jobs (tenant_id, started_at)
+  WHERE started_at IS NOT NULL;
 -- One active job per asset, type and parameters; a caller's idempotency key names one job.
 CREATE UNIQUE INDEX jobs_active_unique_idx ON public.asset_processing_jobs (asset_id, job_type, params_hash)
   WHERE status IN ('pending', 'running');
 CREATE UNIQUE INDEX jobs_idempotency_idx ON public.asset_processing_jobs (tenant_id, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
+-- Listing a tenant's jobs, and the asset roll-up (which always knows both).
 CREATE INDEX jobs_tenant_asset_idx ON public.asset_processing_jobs (tenant_id, asset_id);
 CREATE INDEX jobs_type_status_idx ON public.asset_processing_jobs (job_type, status);
 -- Purging finished jobs by age.
@@ -78,6 +82,8 @@ CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.asset_processing_jobs
   FOR EACH ROW EXECUTE FUNCTION app_private.set_updated_at();
 
 -- Workers LISTEN on this channel; one notification per enqueuing statement.
+-- Functions that put a job back to pending (retry, release, reclaim) notify too. Notifications are
+-- delivered at commit, so a worker never wakes for a row it cannot see yet.
 CREATE FUNCTION app_private.notify_jobs() RETURNS trigger
 LANGUAGE plpgsql SET search_path = '' AS $$
 BEGIN
@@ -90,7 +96,7 @@ CREATE TRIGGER jobs_notify AFTER INSERT ON public.asset_processing_jobs
 
 -- Asset roll-up: processing while any job is active, ready when all finished and none failed,
 -- failed with the reason when one failed for good.
-CREATE FUNCTION app_private.roll_up_asset(p_asset_id uuid) RETURNS void
+CREATE FUNCTION app_private.roll_up_asset(p_tenant_id uuid, p_asset_id uuid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
   v record;
@@ -105,7 +111,7 @@ BEGIN
             FILTER (WHERE j.status = 'failed'))[1] AS error
   INTO v
   FROM public.asset_processing_jobs j
-  WHERE j.asset_id = p_asset_id;
+  WHERE j.tenant_id = p_tenant_id AND j.asset_id = p_asset_id;
 
   UPDATE public.assets a SET
     processing_status = CASE
@@ -115,7 +121,7 @@ BEGIN
       ELSE a.processing_status END::public.asset_status_enum,
     processing_progress = CASE WHEN v.counted = 0 THEN a.processing_progress ELSE least(v.progress, 100) END,
     processing_error = CASE WHEN v.active = 0 AND v.failed > 0 THEN v.error ELSE NULL END
-  WHERE a.id = p_asset_id AND a.processing_status <> 'deleted'
+  WHERE a.tenant_id = p_tenant_id AND a.id = p_asset_id AND a.processing_status <> 'deleted'
     AND (a.processing_status, a.processing_progress, a.processing_error) IS DISTINCT FROM (
       CASE WHEN v.active > 0 THEN 'processing' WHEN v.failed > 0 THEN 'failed'
            WHEN v.completed > 0 THEN 'ready' ELSE a.processing_status END::public.asset_status_enum,
@@ -131,7 +137,7 @@ BEGIN
     RETURN NULL;  -- purging finished jobs leaves the asset's status as it was
   END IF;
   IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status OR NEW.progress IS DISTINCT FROM OLD.progress THEN
-    PERFORM app_private.roll_up_asset(NEW.asset_id);
+    PERFORM app_private.roll_up_asset(NEW.tenant_id, NEW.asset_id);
   END IF;
   RETURN NULL;
 END;
@@ -282,16 +288,24 @@ BEGIN
   SET status = 'pending', attempts = 0, run_after = now(), error_message = NULL, error_details = NULL,
       worker_id = NULL, heartbeat_at = NULL, lease_expires_at = NULL, completed_at = NULL, progress = 0
   WHERE j.id = retry_asset_job.job_id AND j.status IN ('failed', 'cancelled');
-  RETURN FOUND;
+  IF FOUND THEN
+    PERFORM pg_notify('contentforge_jobs', '');
+    RETURN true;
+  END IF;
+  RETURN false;
 END;
 $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- Worker side (app_private: no API role can call these).
 
--- Claim the best ready job in one statement per candidate: highest priority first; within a
--- priority, the tenant with the fewest running jobs (so one tenant's backlog cannot starve
--- another), then the oldest. FOR UPDATE SKIP LOCKED lets claimers pass each other.
+-- Claim the best ready job. Highest priority first; within a priority, the tenant with the fewest
+-- running jobs, then the tenant served longest ago (round robin, so that one tenant's backlog
+-- delays another tenant's job by at most one job per worker thread), then the oldest job of that
+-- tenant. Both walks (priorities, then tenants) are loose index scans over jobs_claim_idx, so the
+-- cost grows with the number of distinct priorities and tenants waiting, not with the backlog.
+-- The claim itself is one UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED): claimers pass
+-- each other instead of queueing on the same row.
 CREATE FUNCTION app_private.claim_job(p_worker_id text, p_lease_seconds integer)
 RETURNS SETOF public.asset_processing_jobs
 LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
@@ -300,7 +314,17 @@ DECLARE
   v_tenant uuid;
   v_job public.asset_processing_jobs;
 BEGIN
-  FOR v_priority IN REVERSE 10..1 LOOP
+  FOR v_priority IN
+    WITH RECURSIVE prios AS (
+      (SELECT j.priority FROM public.asset_processing_jobs j
+       WHERE j.status = 'pending' ORDER BY j.priority DESC LIMIT 1)
+      UNION ALL
+      SELECT (SELECT j.priority FROM public.asset_processing_jobs j
+              WHERE j.status = 'pending' AND j.priority < p.priority ORDER BY j.priority DESC LIMIT 1)
+      FROM prios p WHERE p.priority IS NOT NULL
+    )
+    SELECT p.priority FROM prios p WHERE p.priority IS NOT NULL
+  LOOP
     FOR v_tenant IN
       WITH RECURSIVE tenants AS (
         (SELECT j.tenant_id FROM public.asset_processing_jobs j
@@ -310,22 +334,26 @@ BEGIN
                 WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id > t.tenant_id
                 ORDER BY j.tenant_id LIMIT 1)
         FROM tenants t WHERE t.tenant_id IS NOT NULL
-      )
-      SELECT t.tenant_id FROM tenants t
-      WHERE t.tenant_id IS NOT NULL
-        AND EXISTS (SELECT 1 FROM public.asset_processing_jobs j
-                    WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id = t.tenant_id
-                      AND j.run_after <= now())
-      ORDER BY (SELECT count(*) FROM public.asset_processing_jobs r
-                WHERE r.status = 'running' AND r.tenant_id = t.tenant_id),
+      ), ready AS (
+        SELECT t.tenant_id,
                (SELECT min(j.run_after) FROM public.asset_processing_jobs j
-                WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id = t.tenant_id)
+                WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id = t.tenant_id
+                  AND j.run_after <= now()) AS oldest
+        FROM tenants t WHERE t.tenant_id IS NOT NULL
+      )
+      SELECT r.tenant_id FROM ready r
+      WHERE r.oldest IS NOT NULL
+      ORDER BY (SELECT count(*) FROM public.asset_processing_jobs x
+                WHERE x.status = 'running' AND x.tenant_id = r.tenant_id),
+               (SELECT max(x.started_at) FROM public.asset_processing_jobs x
+                WHERE x.tenant_id = r.tenant_id AND x.started_at IS NOT NULL) NULLS FIRST,
+               r.oldest
     LOOP
       UPDATE public.asset_processing_jobs j SET
         status = 'running', attempts = j.attempts + 1, worker_id = p_worker_id,
-        started_at = now(), heartbeat_at = now(),
+        started_at = clock_timestamp(), heartbeat_at = now(),
         lease_expires_at = now() + make_interval(secs => p_lease_seconds),
-        progress = 0, error_message = NULL
+        progress = 0
       WHERE j.id = (
         SELECT c.id FROM public.asset_processing_jobs c
         WHERE c.status = 'pending' AND c.priority = v_priority AND c.tenant_id = v_tenant
@@ -408,7 +436,11 @@ BEGIN
     status = 'pending', attempts = greatest(j.attempts - 1, 0), worker_id = NULL, heartbeat_at = NULL,
     lease_expires_at = NULL, run_after = now()
   WHERE j.id = p_job_id AND j.worker_id = p_worker_id AND j.status = 'running';
-  RETURN FOUND;
+  IF FOUND THEN
+    PERFORM pg_notify('contentforge_jobs', '');
+    RETURN true;
+  END IF;
+  RETURN false;
 END;
 $$;
 
@@ -455,11 +487,15 @@ LANGUAGE sql VOLATILE SET search_path = '' AS $$
   SELECT count(*)::int FROM gone
 $$;
 
--- Pending jobs that are ready now, and when the next one will be (for the relay's sweep).
-CREATE FUNCTION app_private.queue_ready() RETURNS TABLE (ready bigint, next_run_after timestamptz)
+-- Pending jobs that are ready now (counted up to p_limit, so the relay's sweep stays cheap on a
+-- huge backlog), and when the next delayed one becomes ready.
+CREATE FUNCTION app_private.queue_ready(p_limit integer DEFAULT 10000)
+RETURNS TABLE (ready bigint, next_run_after timestamptz)
 LANGUAGE sql STABLE SET search_path = '' AS $$
-  SELECT count(*) FILTER (WHERE j.run_after <= now()), min(j.run_after) FILTER (WHERE j.run_after > now())
-  FROM public.asset_processing_jobs j WHERE j.status = 'pending'
+  SELECT (SELECT count(*) FROM (SELECT 1 FROM public.asset_processing_jobs j
+                                WHERE j.status = 'pending' AND j.run_after <= now() LIMIT p_limit) r),
+         (SELECT min(j.run_after) FROM public.asset_processing_jobs j
+          WHERE j.status = 'pending' AND j.run_after > now())
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -482,10 +518,10 @@ GRANT EXECUTE ON FUNCTION
   public.cancel_asset_job(uuid), public.retry_asset_job(uuid)
 TO authenticated, service_role;
 REVOKE ALL ON FUNCTION
-  app_private.notify_jobs(), app_private.roll_up_asset(uuid), app_private.jobs_roll_up(),
+  app_private.notify_jobs(), app_private.roll_up_asset(uuid, uuid), app_private.jobs_roll_up(),
   app_private.claim_job(text, integer), app_private.heartbeat_job(uuid, text, integer, integer),
   app_private.complete_job(uuid, text, jsonb),
   app_private.fail_job(uuid, text, text, jsonb, boolean, double precision),
   app_private.release_job(uuid, text), app_private.reclaim_expired_jobs(integer),
-  app_private.purge_finished_jobs(interval, integer), app_private.queue_ready()
+  app_private.purge_finished_jobs(interval, integer), app_private.queue_ready(integer)
 FROM PUBLIC;

@@ -215,8 +215,22 @@ CREATE POLICY prerequisites_write ON public.collection_item_prerequisites FOR AL
   USING (tenant_id = ANY ((SELECT app.my_tenant_ids('editor'))::uuid[]))
   WITH CHECK (tenant_id = ANY ((SELECT app.my_tenant_ids('editor'))::uuid[]));
 
--- Taxonomy: readable by anyone (it labels public content), managed by editors and above.
-CREATE POLICY categories_select ON public.content_categories FOR SELECT TO anon, authenticated USING (true);
+-- Taxonomy: members read their tenant's; anyone reads the terms that label public content;
+-- editors and above manage them.
+CREATE FUNCTION app.term_labels_public_content(p_category_id uuid, p_tag_id uuid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT EXISTS (
+    SELECT 1 FROM public.content_categorizations cc
+    JOIN public.content c ON c.tenant_id = cc.tenant_id AND c.id = cc.content_id
+    WHERE (cc.category_id = p_category_id OR cc.tag_id = p_tag_id)
+      AND c.status = 'published' AND c.visibility IN ('public', 'unlisted') AND c.access_level = 'free'
+  )
+$$;
+REVOKE ALL ON FUNCTION app.term_labels_public_content(uuid, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.term_labels_public_content(uuid, uuid) TO anon, authenticated, service_role;
+
+CREATE POLICY categories_select ON public.content_categories FOR SELECT TO anon, authenticated
+  USING (tenant_id = ANY ((SELECT app.my_tenant_ids())::uuid[]) OR app.term_labels_public_content(id, NULL));
 CREATE POLICY categories_insert ON public.content_categories FOR INSERT TO authenticated
   WITH CHECK (tenant_id = ANY ((SELECT app.my_tenant_ids('editor'))::uuid[]));
 CREATE POLICY categories_update ON public.content_categories FOR UPDATE TO authenticated
@@ -224,7 +238,8 @@ CREATE POLICY categories_update ON public.content_categories FOR UPDATE TO authe
   WITH CHECK (tenant_id = ANY ((SELECT app.my_tenant_ids('editor'))::uuid[]));
 CREATE POLICY categories_delete ON public.content_categories FOR DELETE TO authenticated
   USING (tenant_id = ANY ((SELECT app.my_tenant_ids('editor'))::uuid[]));
-CREATE POLICY tags_select ON public.content_tags FOR SELECT TO anon, authenticated USING (true);
+CREATE POLICY tags_select ON public.content_tags FOR SELECT TO anon, authenticated
+  USING (tenant_id = ANY ((SELECT app.my_tenant_ids())::uuid[]) OR app.term_labels_public_content(NULL, id));
 CREATE POLICY tags_insert ON public.content_tags FOR INSERT TO authenticated
   WITH CHECK (tenant_id = ANY ((SELECT app.my_tenant_ids('editor'))::uuid[]));
 CREATE POLICY tags_update ON public.content_tags FOR UPDATE TO authenticated

@@ -105,3 +105,19 @@ def test_24mp_jpeg_full_ladder(tmp_path: Path, workdir: Path) -> None:
     widths = sorted({o.width for o in result.outputs})
     assert widths == [160, 320, 640, 1280, 1920]
     assert len(result.outputs) == 15
+
+
+def test_works_in_a_fresh_process(tmp_path: Path) -> None:
+    """The thumbnail job works in a new interpreter, before Pillow has loaded its plugins."""
+    import subprocess
+    import sys
+
+    src = mf.image(tmp_path, "fresh.jpg", size=(400, 300))
+    code = ("import sys; from pathlib import Path; from jobs import run_job; "
+            "r = run_job('thumbnail', Path(sys.argv[1]), Path(sys.argv[2]), {}); "
+            "print(len(r.outputs))")
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path)], cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "6"  # 320 and 160 wide, three formats each
