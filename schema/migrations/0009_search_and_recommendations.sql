@@ -86,7 +86,7 @@ CREATE TABLE public.content_recommendations (
   generated_at timestamptz NOT NULL DEFAULT now(),
   shown_at timestamptz,
   clicked_at timestamptz,
-  UNIQUE (user_id, content_id, recommendation_type),
+  CONSTRAINT recommendations_unique UNIQUE (user_id, content_id, recommendation_type),
   FOREIGN KEY (tenant_id, content_id) REFERENCES public.content (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX recommendations_tenant_content_idx ON public.content_recommendations (tenant_id, content_id);
@@ -137,14 +137,14 @@ BEGIN
     LIMIT p_limit
   ), stored AS (
     INSERT INTO public.content_recommendations AS r (tenant_id, user_id, content_id, recommendation_type, confidence_score, reason)
-    SELECT v_tenant, v_uid, k.content_id, 'personalized', least(k.strength::real / 10, 1.0::real),
+    SELECT v_tenant, v_uid, k.content_id, 'personalized', least(k.strength / 10.0, 1.0)::real,
            'Based on similar users'' preferences'
     FROM candidates k
-    ON CONFLICT (user_id, content_id, recommendation_type) DO UPDATE
+    ON CONFLICT ON CONSTRAINT recommendations_unique DO UPDATE
       SET confidence_score = EXCLUDED.confidence_score, generated_at = now()
     RETURNING r.content_id
   )
-  SELECT c.id, c.title, c.content_type, least(k.strength::real / 10, 1.0::real),
+  SELECT c.id, c.title, c.content_type, least(k.strength / 10.0, 1.0)::real,
          'Based on similar users'' preferences'::text
   FROM candidates k JOIN public.content c ON c.id = k.content_id
   ORDER BY k.strength DESC, c.id;

@@ -1,0 +1,88 @@
+"""Every function of the schema is called at least once: plpgsql bodies are only checked when run."""
+
+from __future__ import annotations
+
+import psycopg
+
+from tests import factories as f
+
+# One call per callable function, with arguments that make it do real work.
+CALLS = {
+    "app.role_rank": "SELECT app.role_rank('editor')",
+    "app.my_tenant_ids": "SELECT app.my_tenant_ids('member')",
+    "app.has_tenant_role": "SELECT app.has_tenant_role(%(tenant)s, 'owner')",
+    "app.caller_is_api": "SELECT app.caller_is_api()",
+    "app.jsonschema_error": "SELECT app.jsonschema_error('{\"type\":\"string\"}', '1', 'x')",
+    "app.validate_blocks": "SELECT app.validate_blocks('[{\"type\":\"paragraph\",\"content\":\"a\"}]')",
+    "app.can_edit_content": "SELECT app.can_edit_content(%(content)s)",
+    "app.can_read_content": "SELECT app.can_read_content(%(content)s)",
+    "app.can_edit_collection": "SELECT app.can_edit_collection(%(collection)s)",
+    "app.collection_is_public": "SELECT app.collection_is_public(%(collection)s)",
+    "app.term_labels_public_content": "SELECT app.term_labels_public_content(NULL, %(tag)s)",
+    "public.get_current_tenant_id": "SELECT get_current_tenant_id()",
+    "public.create_tenant": "SELECT create_tenant('New', 'new-tenant')",
+    "public.enqueue_asset_job": "SELECT enqueue_asset_job(%(asset)s, 'noop')",
+    "public.enqueue_asset_jobs": "SELECT * FROM enqueue_asset_jobs(%(asset)s, ARRAY['metadata', 'thumbnail'])",
+    "public.cancel_asset_job": "SELECT cancel_asset_job((SELECT id FROM asset_processing_jobs WHERE job_type = 'noop'))",
+    "public.retry_asset_job": "SELECT retry_asset_job((SELECT id FROM asset_processing_jobs WHERE job_type = 'noop'))",
+    "public.track_engagement": "SELECT track_engagement(%(content)s, 'view', p_session_id => 's')",
+    "public.update_content_progress": "SELECT update_content_progress(%(content)s, 10)",
+    "public.content_performance": "SELECT * FROM content_performance(%(tenant)s)",
+    "public.search_content": "SELECT * FROM search_content(%(tenant)s, 'article')",
+    "public.generate_recommendations": "SELECT * FROM generate_recommendations(5, %(tenant)s)",
+    "app_private.claim_job": "SELECT * FROM app_private.claim_job('w1', 30)",
+    "app_private.heartbeat_job": "SELECT app_private.heartbeat_job((SELECT id FROM asset_processing_jobs WHERE status = 'running' LIMIT 1), 'w1', 30, 50)",
+    "app_private.release_job": "SELECT app_private.release_job((SELECT id FROM asset_processing_jobs WHERE status = 'running' LIMIT 1), 'w1')",
+    "app_private.complete_job": "SELECT app_private.complete_job((SELECT id FROM app_private.claim_job('w1', 30)), 'w1', '{}')",
+    "app_private.fail_job": "SELECT app_private.fail_job((SELECT id FROM app_private.claim_job('w1', 30)), 'w1', 'bad', NULL, true, 1)",
+    "app_private.reclaim_expired_jobs": "SELECT * FROM app_private.reclaim_expired_jobs()",
+    "app_private.purge_finished_jobs": "SELECT app_private.purge_finished_jobs(interval '0')",
+    "app_private.queue_ready": "SELECT * FROM app_private.queue_ready()",
+    "app_private.roll_up_asset": "SELECT app_private.roll_up_asset(%(tenant)s, %(asset)s)",
+    "app_private.engagement_partition_name": "SELECT app_private.engagement_partition_name(now())",
+    "app_private.ensure_engagement_partitions": "SELECT * FROM app_private.ensure_engagement_partitions(1)",
+    "app_private.expired_engagement_partitions": "SELECT * FROM app_private.expired_engagement_partitions(0, now() + interval '2 months')",
+    "app_private.maintain_partitions": "SELECT * FROM app_private.maintain_partitions(4, 1)",
+    "app_private.refresh_content_analytics": "SELECT app_private.refresh_content_analytics()",
+    "app_private.cleanup_old_editing_sessions": "SELECT * FROM app_private.cleanup_old_editing_sessions()",
+    "app_private.recount_tag_usage": "SELECT app_private.recount_tag_usage()",
+    "app_private.expire_stuck_uploads": "SELECT app_private.expire_stuck_uploads(interval '0')",
+    "app_private.collect_orphaned_assets": "SELECT * FROM app_private.collect_orphaned_assets(interval '0')",
+    "app_private.purge_deleted_assets": "SELECT app_private.purge_deleted_assets(ARRAY[]::uuid[])",
+    "app_private.purge_search_queries": "SELECT app_private.purge_search_queries(interval '0')",
+    "app_private.run_maintenance": "SELECT app_private.run_maintenance()",
+}
+
+
+def test_every_function_is_called(conn: psycopg.Connection) -> None:
+    """Each non-trigger function in public, app and app_private runs without error."""
+    catalog = {r["f"] for r in conn.execute(
+        """SELECT n.nspname || '.' || p.proname AS f FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname IN ('public', 'app', 'app_private') AND p.prorettype <> 'trigger'::regtype""")}
+    assert catalog == set(CALLS), f"functions without a call: {catalog - set(CALLS)}; stale: {set(CALLS) - catalog}"
+    tenant, user = f.tenant(conn), f.user(conn)
+    f.member(conn, tenant, user, "owner")
+    content = f.content(conn, tenant, user)
+    args = {
+        "tenant": tenant,
+        "content": content,
+        "asset": f.asset(conn, tenant, user),
+        "collection": f.insert(conn, "content_collections", tenant_id=tenant, creator_id=user, name="c", slug="c",
+                               collection_type="course"),
+        "tag": f.insert(conn, "content_tags", tenant_id=tenant, name="t", slug="t"),
+    }
+    conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (f'{{"sub": "{user}"}}',))
+    for name, call in CALLS.items():
+        try:
+            conn.execute(call, args).fetchall()
+        except psycopg.Error as exc:
+            raise AssertionError(f"{name}: {exc}") from exc
+
+
+def test_every_trigger_function_is_attached(conn: psycopg.Connection) -> None:
+    """Each trigger function is used by at least one trigger (so DML exercises it)."""
+    rows = conn.execute(
+        """SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname IN ('public', 'app', 'app_private') AND p.prorettype = 'trigger'::regtype
+             AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid)""").fetchall()
+    assert rows == []
