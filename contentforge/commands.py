@@ -10,3 +10,17 @@ from collections.abc import Callable
 from typing import Any
 
 REGISTRARS: list[Callable[[Any], None]] = []
+
+# The job queue: `worker`, `jobs`, `enqueue` (the worker handler imports workers lazily).
+from contentforge.jobs_cli import REGISTRARS as _JOB_QUEUE_COMMANDS  # noqa: E402
+
+REGISTRARS.extend(_JOB_QUEUE_COMMANDS)
+
+
+def _scheduler(sub: Any) -> None:
+    from scheduler.cli import register
+
+    register(sub)
+
+
+REGISTRARS.append(_scheduler)

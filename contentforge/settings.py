@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     #: Port of the Prometheus endpoint of each worker process group (0 disables it).
     metrics_port: int = 9191
+    #: Longest pause, in milliseconds, between polls of an idle worker for nudges: it bounds how
+    #: long a ready job waits with idle workers (Dramatiq's Redis broker polls, it does not block).
+    worker_poll_ms: int = Field(default=10, ge=1)
+    #: Most nudges the relay keeps waiting in Redis: enough to wake every worker thread of the
+    #: cluster; each actor then keeps claiming until no job is ready.
+    relay_max_nudges: int = Field(default=1000, ge=1)
     #: Allow the noop job to crash its worker on request (tests and soak runs only).
     allow_test_jobs: bool = False
 
@@ -81,6 +87,29 @@ class Settings(BaseSettings):
     transcript_engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     #: Model name or path for the engine; unset picks the engine's default.
     transcript_model: str | None = None
+
+    # --- scheduler -------------------------------------------------------------------------
+    #: When each task runs: "every <N>s|m|h" or a five-field crontab, in UTC.
+    schedule_publish: str = "every 15s"
+    schedule_jobs: str = "every 1m"
+    schedule_sessions: str = "every 5m"
+    schedule_analytics: str = "0 */4 * * *"
+    schedule_partitions: str = "15 3 * * *"
+    schedule_nightly: str = "0 2 * * *"
+    #: How often a standby scheduler tries to become the active one, in seconds.
+    scheduler_standby_poll_seconds: float = Field(default=10.0, gt=0)
+    #: Monthly engagement partitions kept ready ahead of the current month.
+    partition_months_ahead: int = Field(default=3, ge=1, le=120)
+    #: Engagement months kept; older partitions are detached and dropped (IPs, user agents).
+    engagement_retention_months: int = Field(default=13, ge=1)
+    #: Editing sessions unseen for this many minutes are removed.
+    session_idle_minutes: int = Field(default=60, ge=1)
+    #: Uploads still 'uploading' after this many hours are marked failed.
+    stuck_upload_hours: int = Field(default=24, ge=1)
+    #: Failed assets nothing uses are deleted, with their files, after this many days.
+    failed_asset_retention_days: int = Field(default=7, ge=0)
+    #: Search queries (personal data) are kept this many days.
+    search_query_retention_days: int = Field(default=90, ge=1)
 
     def media_limits(self) -> MediaLimits:
         return MediaLimits(
