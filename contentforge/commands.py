@@ -24,3 +24,12 @@ def _scheduler(sub: Any) -> None:
 
 
 REGISTRARS.append(_scheduler)
+
+
+def _process(sub: Any) -> None:
+    from contentforge.process import register
+
+    register(sub)
+
+
+REGISTRARS.append(_process)
