@@ -45,9 +45,12 @@ BEGIN
   WITH q AS (
     SELECT websearch_to_tsquery(p_language, p_query) AS words, websearch_to_tsquery('simple', p_query) AS spoken
   ), hits AS (
+    -- Filters that need only the content row are applied while scanning, so hits never go back
+    -- to the table a second time.
     SELECT c.id, ts_rank(c.search_vector, q.words) AS r
     FROM public.content c, q
     WHERE c.tenant_id = v_tenant AND c.search_vector @@ q.words
+      AND c.status = 'published' AND c.visibility IN ('public', 'members')
     UNION ALL
     SELECT ca.content_id, 0.5 * ts_rank(a.transcript_vector, q.spoken)
     FROM public.assets a
