@@ -69,6 +69,8 @@ CREATE UNIQUE INDEX jobs_idempotency_idx ON public.asset_processing_jobs (tenant
 -- Listing a tenant's jobs, and the asset roll-up (which always knows both).
 CREATE INDEX jobs_tenant_asset_idx ON public.asset_processing_jobs (tenant_id, asset_id);
 CREATE INDEX jobs_type_status_idx ON public.asset_processing_jobs (job_type, status);
+-- The relay's sweep: ready pending jobs and the next delayed one.
+CREATE INDEX jobs_pending_run_after_idx ON public.asset_processing_jobs (run_after) WHERE status = 'pending';
 -- Purging finished jobs by age.
 CREATE INDEX jobs_finished_idx ON public.asset_processing_jobs (completed_at)
   WHERE status IN ('completed', 'failed', 'cancelled');

@@ -51,6 +51,8 @@ CALLS = {
     "app_private.purge_deleted_assets": "SELECT app_private.purge_deleted_assets(ARRAY[]::uuid[])",
     "app_private.purge_search_queries": "SELECT app_private.purge_search_queries(interval '0')",
     "app_private.run_maintenance": "SELECT app_private.run_maintenance()",
+    "app_private.publish_due_content": "SELECT * FROM app_private.publish_due_content(10)",
+    "app_private.engagement_default_rows": "SELECT * FROM app_private.engagement_default_rows()",
 }
 
 

@@ -1,0 +1,94 @@
+-- Runtime queries of the job queue, by name (loaded by contentforge.api.QUEUE_QUERIES).
+-- Each query starts with a "-- name: <name>" line; parameters are psycopg named placeholders.
+-- The rules live in the SQL functions of migration 0005; these only call them.
+
+-- name: enqueue
+SELECT public.enqueue_asset_job(
+  asset_id => %(asset_id)s, job_type => %(job_type)s, params => %(params)s,
+  priority => %(priority)s, run_after => coalesce(%(run_after)s, now()),
+  idempotency_key => %(idempotency_key)s) AS job_id;
+
+-- name: enqueue_many
+SELECT e.job_type, e.job_id FROM public.enqueue_asset_jobs(
+  asset_id => %(asset_id)s, job_types => %(job_types)s, params => %(params)s,
+  priority => %(priority)s, run_after => coalesce(%(run_after)s, now()),
+  idempotency_key => %(idempotency_key)s) AS e;
+
+-- name: cancel
+SELECT public.cancel_asset_job(job_id => %(job_id)s) AS changed;
+
+-- name: retry
+SELECT public.retry_asset_job(job_id => %(job_id)s) AS changed;
+
+-- name: get_job
+SELECT j.id, j.tenant_id, j.asset_id, j.job_type, j.priority, j.status, j.input_params, j.output_data,
+       j.error_message, j.error_details, j.progress, j.attempts, j.max_attempts, j.run_after,
+       j.idempotency_key, j.worker_id, j.heartbeat_at, j.lease_expires_at, j.created_at, j.updated_at,
+       j.started_at, j.completed_at
+FROM public.asset_processing_jobs j WHERE j.id = %(job_id)s;
+
+-- name: list_jobs
+SELECT j.id, j.tenant_id, j.asset_id, j.job_type, j.priority, j.status, j.progress, j.attempts,
+       j.max_attempts, j.run_after, j.error_message, j.worker_id, j.created_at, j.started_at,
+       j.completed_at
+FROM public.asset_processing_jobs j
+WHERE (%(tenant_id)s::uuid IS NULL OR j.tenant_id = %(tenant_id)s::uuid)
+  AND (%(status)s::text IS NULL OR j.status = %(status)s::text)
+  AND (%(job_type)s::text IS NULL OR j.job_type = %(job_type)s::text)
+ORDER BY j.created_at DESC, j.id
+LIMIT %(limit)s;
+
+-- name: claim
+SELECT j.id, j.tenant_id, j.asset_id, j.job_type, j.priority, j.input_params, j.attempts,
+       j.max_attempts, j.created_at, j.started_at
+FROM app_private.claim_job(%(worker_id)s, %(lease_seconds)s) j;
+
+-- name: heartbeat
+SELECT app_private.heartbeat_job(%(job_id)s, %(worker_id)s, %(lease_seconds)s, %(progress)s) AS ours;
+
+-- name: complete
+SELECT app_private.complete_job(%(job_id)s, %(worker_id)s, %(output)s) AS ours;
+
+-- name: fail
+SELECT app_private.fail_job(%(job_id)s, %(worker_id)s, %(message)s, %(details)s, %(transient)s,
+                            %(retry_delay_seconds)s) AS status;
+
+-- name: release
+SELECT app_private.release_job(%(job_id)s, %(worker_id)s) AS released;
+
+-- name: reclaim_expired
+SELECT r.job_id, r.new_status FROM app_private.reclaim_expired_jobs(%(limit)s) r;
+
+-- name: purge_finished
+SELECT app_private.purge_finished_jobs(make_interval(days => %(retention_days)s), %(batch)s) AS purged;
+
+-- name: queue_ready
+SELECT q.ready, q.next_run_after FROM app_private.queue_ready(%(limit)s) q;
+
+-- name: asset_for_job
+SELECT a.id, a.tenant_id, a.file_type::text AS file_type, a.storage_bucket, a.storage_path,
+       a.original_filename
+FROM public.assets a WHERE a.tenant_id = %(tenant_id)s AND a.id = %(asset_id)s;
+
+-- name: record_asset_outputs
+UPDATE public.assets a SET
+  variants = a.variants || %(variants)s,
+  metadata = a.metadata || %(metadata)s,
+  duration_seconds = coalesce(%(duration_seconds)s::numeric, a.duration_seconds),
+  transcript_text = CASE WHEN %(set_transcript)s THEN %(transcript_text)s::text ELSE a.transcript_text END,
+  transcript_language = CASE WHEN %(set_transcript)s THEN %(transcript_language)s::text
+                             ELSE a.transcript_language END
+WHERE a.tenant_id = %(tenant_id)s AND a.id = %(asset_id)s;
+
+-- name: queue_depth
+SELECT j.status, count(*) AS jobs FROM public.asset_processing_jobs j GROUP BY j.status;
+
+-- name: oldest_pending_age
+SELECT coalesce(extract(epoch FROM now() - min(j.run_after)), 0)::float8 AS seconds
+FROM public.asset_processing_jobs j WHERE j.status = 'pending' AND j.run_after <= now();
+
+-- name: try_relay_lock
+SELECT pg_try_advisory_lock(%(key)s) AS ok;
+
+-- name: listen
+LISTEN contentforge_jobs;

@@ -1,0 +1,304 @@
+"""The one actor: a nudge means "claim the best ready job and run it".
+
+Nudges carry no job id, so a duplicate, stale or lost nudge can never run a job twice or lose one:
+the PostgreSQL row decides (``FOR UPDATE SKIP LOCKED`` in ``claim_job``). After a job the actor
+claims again, up to :data:`MAX_JOBS_PER_NUDGE`, so a busy queue does not wait for one message per
+job. For each job it: claims the row (lease), downloads the original when the job type needs it,
+calls :func:`jobs.run_job`, uploads the outputs to deterministic keys, and completes the row and
+updates the asset in one transaction. A per-process heartbeat thread renews every running job's
+lease each ``lease_seconds / 3`` and reports its progress; when a heartbeat finds the job no longer
+ours (cancelled, or reclaimed after the lease expired) the job's progress callback raises
+:class:`JobStopped` and its result is discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import dramatiq
+
+from contentforge.errors import DatabaseUnavailable
+from contentforge.logging import get_logger
+from contentforge.services import storage_url
+from contentforge.settings import Settings
+from contentforge.storage import Storage, StorageKeyMissing, StorageUnavailable, open_storage
+from jobs import JOB_TYPES, PermanentJobError, TransientJobError, run_job
+from jobs.result import JobResult
+from workers.broker import ACTOR_NAME
+from workers.claim import AssetUpdate, ClaimedJob, JobStore, retry_delay
+from workers.middleware import JobRecord, job_context
+
+log = get_logger(__name__)
+
+#: Jobs one nudge may run back to back before the actor returns (so the message is acked and a
+#: shutdown or a higher-priority nudge elsewhere is never held up by one long drain).
+MAX_JOBS_PER_NUDGE = 100
+#: How long a claim waits for PostgreSQL to come back before the nudge is dropped (the relay's
+#: sweep sends a new one once the database answers again).
+CLAIM_RECONNECT_SECONDS = 5.0
+
+
+class JobStopped(Exception):
+    """Raised inside a running job when it is no longer ours: cancelled or lease lost."""
+
+
+@dataclass(eq=False)
+class ActiveJob:
+    job: ClaimedJob
+    worker_id: str
+    progress: int = 0
+    stopped: threading.Event = field(default_factory=threading.Event)
+    reason: str = ""
+    last_renewed: float = field(default_factory=time.monotonic)
+
+    def stop(self, reason: str) -> None:
+        self.reason = reason
+        self.stopped.set()
+
+    def report(self, fraction: float) -> None:
+        """The job's progress callback: records progress, and stops the job when told to."""
+        self.progress = max(0, min(100, int(fraction * 100)))
+        if self.stopped.is_set():
+            raise JobStopped(self.reason)
+
+
+class Runtime:
+    """Everything the actor needs in one worker process: settings, the row store, storage, the
+    heartbeat thread and the set of jobs running in this process."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.store = JobStore(database_url, lease_seconds=settings.lease_seconds)
+        self.limits = settings.media_limits()
+        self.stopping = threading.Event()
+        self._active: set[ActiveJob] = set()
+        self._lock = threading.Lock()
+        self._storage: Storage | None = None
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="cf-heartbeat", daemon=True)
+        self._heartbeat_started = False
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = open_storage(storage_url(self.settings))
+        return self._storage
+
+    # --- running jobs ----------------------------------------------------------------------
+    def add(self, active: ActiveJob) -> None:
+        with self._lock:
+            self._active.add(active)
+            if not self._heartbeat_started:
+                self._heartbeat_started = True
+                self._heartbeat.start()
+
+    def remove(self, active: ActiveJob) -> None:
+        with self._lock:
+            self._active.discard(active)
+
+    def active(self) -> list[ActiveJob]:
+        with self._lock:
+            return list(self._active)
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            time.sleep(interval)
+            for active in self.active():
+                if active.stopped.is_set():
+                    continue
+                try:
+                    ours = self.store.heartbeat(active.job.id, active.worker_id, active.progress)
+                except DatabaseUnavailable as exc:
+                    if time.monotonic() - active.last_renewed > self.settings.lease_seconds:
+                        active.stop("the lease expired while PostgreSQL was unreachable")
+                    log.warning("heartbeat failed", job_id=str(active.job.id), error=str(exc))
+                    continue
+                if ours:
+                    active.last_renewed = time.monotonic()
+                else:
+                    active.stop("the job was cancelled or its lease was taken over")
+
+    def release_all(self) -> int:
+        """Give every running job of this process back to the queue (shutdown after the grace)."""
+        released = 0
+        for active in self.active():
+            active.stop("released at shutdown")
+            try:
+                if self.store.release(active.job.id, active.worker_id, retry_for=2.0):
+                    released += 1
+                    log.info("job released at shutdown", job_id=str(active.job.id))
+            except DatabaseUnavailable as exc:
+                log.warning("could not release job; its lease will expire", job_id=str(active.job.id),
+                            error=str(exc))
+        return released
+
+    def close(self) -> None:
+        self.store.close()
+
+
+_runtime: Runtime | None = None
+
+
+def configure(runtime: Runtime) -> None:
+    """Set the runtime the actor uses in this process."""
+    global _runtime
+    _runtime = runtime
+
+
+def worker_id() -> str:
+    """host:pid:thread — unique per worker thread; stored on the row it leases."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def process_next_job() -> None:
+    """The actor: claim and run ready jobs until none is left (or the drain limit, or shutdown)."""
+    rt = _runtime
+    if rt is None:
+        raise RuntimeError("workers.actors.configure() was not called in this process")
+    me = worker_id()
+    for _ in range(MAX_JOBS_PER_NUDGE):
+        if rt.stopping.is_set():
+            return
+        try:
+            job = rt.store.claim(me, retry_for=CLAIM_RECONNECT_SECONDS)
+        except DatabaseUnavailable as exc:
+            log.warning("cannot claim: PostgreSQL is unreachable; the nudge is dropped", error=str(exc))
+            return
+        if job is None:
+            return
+        run_claimed(rt, job, me)
+
+
+def declare(broker: dramatiq.Broker, queue_name: str) -> dramatiq.Actor[[], None]:
+    """Register the actor on ``broker`` for ``queue_name`` (one call per broker)."""
+    return dramatiq.Actor(process_next_job, broker=broker, actor_name=ACTOR_NAME,
+                          queue_name=queue_name, priority=0, options={"max_retries": 0})
+
+
+# --- one job -------------------------------------------------------------------------------
+def run_claimed(rt: Runtime, job: ClaimedJob, me: str) -> str:
+    """Run one claimed job to its end and record the outcome on its row; return the outcome."""
+    active = ActiveJob(job, me)
+    rt.add(active)
+    try:
+        with job_context(job) as record:
+            _run(rt, job, active, record)
+            return record.outcome
+    finally:
+        rt.remove(active)
+
+
+def _run(rt: Runtime, job: ClaimedJob, active: ActiveJob, record: JobRecord) -> None:
+    me = active.worker_id
+    try:
+        with tempfile.TemporaryDirectory(prefix="cf-job-") as tmp:
+            output, update = _execute(rt, job, Path(tmp), active, record)
+        if active.stopped.is_set():
+            raise JobStopped(active.reason)
+        with record.timed("record"):
+            ours = rt.store.complete(job, me, output, update)
+        record.outcome = "completed" if ours else "lost"
+        if not ours:
+            record.error = "the job was cancelled or taken over before it finished; result discarded"
+    except JobStopped as exc:
+        record.outcome = "released" if str(exc) == "released at shutdown" else "lost"
+        record.error = f"{exc}; result discarded"
+    except (PermanentJobError, StorageKeyMissing) as exc:
+        _fail(rt, job, me, record, exc, transient=False)
+    except (TransientJobError, StorageUnavailable, DatabaseUnavailable, OSError) as exc:
+        _fail(rt, job, me, record, exc, transient=True)
+    except Exception as exc:  # a bug or an unexpected library error: retry, bounded by max_attempts
+        _fail(rt, job, me, record, exc, transient=True, unexpected=True)
+
+
+def _fail(rt: Runtime, job: ClaimedJob, me: str, record: JobRecord, exc: BaseException, *,
+          transient: bool, unexpected: bool = False) -> None:
+    message = str(exc).strip() or exc.__class__.__name__
+    if isinstance(exc, StorageKeyMissing):
+        message = f"the asset's original file is missing from storage: {message}"
+    elif unexpected:
+        message = f"unexpected error: {exc.__class__.__name__}: {message}"
+    details = {"error_class": f"{exc.__class__.__module__}.{exc.__class__.__qualname__}",
+               "transient": transient, "attempt": job.attempts,
+               "traceback": "".join(traceback.format_exception(exc))[-4000:]}
+    delay = retry_delay(job.attempts, rt.settings.retry_base_seconds, rt.settings.retry_max_seconds)
+    record.error = message
+    try:
+        with record.timed("record"):
+            status = rt.store.fail(job, me, message, details, transient=transient, retry_delay_seconds=delay)
+    except DatabaseUnavailable as db_exc:
+        record.outcome = "error"
+        record.error = f"{message} (not recorded: {db_exc}; the lease will expire and the job rerun)"
+        return
+    if status == "pending":
+        record.outcome = "retry"
+        record.timings["retry_in"] = round(delay, 3)
+    elif status == "failed":
+        record.outcome = "failed"
+    else:
+        record.outcome = "lost"
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
+             record: JobRecord) -> tuple[dict[str, Any], AssetUpdate | None]:
+    spec = JOB_TYPES.get(job.job_type)
+    if spec is None:
+        raise PermanentJobError(f"this worker has no job function for {job.job_type!r}; "
+                                f"known: {', '.join(sorted(JOB_TYPES))}")
+    source: Path | None = None
+    if spec.needs_source:
+        asset = rt.store.asset(job)
+        if asset is None:
+            raise PermanentJobError(f"asset {job.asset_id} no longer exists")
+        suffix = PurePosixPath(asset["original_filename"] or "").suffix[:16]
+        source = tmp / f"source{suffix}"
+        with record.timed("download"):
+            rt.storage.get_file(asset["storage_path"], source)
+    workdir = tmp / "work"
+    workdir.mkdir()
+    with record.timed("run"):
+        result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,
+                                    active.report, allow_test_jobs=rt.settings.allow_test_jobs)
+    if active.stopped.is_set():
+        raise JobStopped(active.reason)
+
+    variants: dict[str, Any] = {}
+    outputs: list[dict[str, Any]] = []
+    with record.timed("upload"):
+        for out in result.outputs:
+            key = f"{job.tenant_id}/{job.asset_id}/variants/{out.name}"
+            rt.storage.put_file(key, out.path, out.content_type)
+            entry = {"key": key, "format": out.format, "width": out.width, "height": out.height,
+                     "bytes": out.bytes, "content_type": out.content_type}
+            variants[out.name] = entry
+            outputs.append({"name": out.name, **entry})
+    data = _json_safe(dict(result.data))
+    output = {**data, "outputs": outputs}
+
+    metadata: dict[str, Any] = data if job.job_type == "metadata" else {}
+    duration = data.get("duration") if job.job_type == "metadata" else None
+    transcript = (data.get("text"), data.get("language")) if job.job_type == "transcript" else None
+    if not variants and not metadata and transcript is None:
+        return output, None
+    return output, AssetUpdate(
+        variants=variants, metadata=metadata,
+        duration_seconds=float(duration) if isinstance(duration, (int, float)) else None,
+        transcript=transcript,
+    )
+
+
+__all__ = ["ActiveJob", "JobStopped", "Runtime", "configure", "declare", "process_next_job", "run_claimed",
+           "worker_id"]

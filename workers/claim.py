@@ -1,0 +1,216 @@
+"""The job row's lifecycle, as seen by a worker: claim, heartbeat, complete, fail, release.
+
+Every state change is one SQL function of migration 0005, called by name from
+``schema/queries/queue.sql``. Each thread gets its own autocommit connection; a connection that
+breaks (PostgreSQL restarted, ``pg_terminate_backend``) is replaced and the call retried with
+backoff for up to ``reconnect_seconds``, after which :class:`DatabaseUnavailable` is raised.
+Retrying is safe because every worker-side function checks ``worker_id`` and status: a repeated
+``complete_job`` after a commit whose reply was lost returns false instead of acting twice.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from schema.named_queries import queries
+from contentforge.errors import DatabaseUnavailable
+from contentforge.logging import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+#: Errors after which the connection is thrown away and the call retried on a fresh one.
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this worker holds the lease of. Carries ids and parameters, never file contents."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    asset_id: uuid.UUID
+    job_type: str
+    priority: int
+    params: Mapping[str, Any]
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class AssetUpdate:
+    """What a finished job writes to its asset (in the transaction that completes the job)."""
+
+    variants: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+    duration_seconds: float | None = None
+    transcript: tuple[str | None, str | None] | None = None  # (text, language) for transcripts
+
+
+def retry_delay(attempt: int, base_seconds: float, max_seconds: float) -> float:
+    """Exponential backoff with jitter: about base * 2**(attempt-1), capped, randomised by ±25 %."""
+    raw = min(max_seconds, base_seconds * 2 ** max(attempt - 1, 0))
+    return raw * random.uniform(0.75, 1.25)
+
+
+class JobStore:
+    """Calls the queue's SQL functions over one reconnecting connection per thread."""
+
+    def __init__(self, url: str, *, lease_seconds: int, reconnect_seconds: float = 30.0) -> None:
+        self.url = url
+        self.lease_seconds = lease_seconds
+        self.reconnect_seconds = reconnect_seconds
+        self._local = threading.local()
+        self._all: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self.q = queries("queue")
+
+    # --- connections -----------------------------------------------------------------------
+    def _conn(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=5,
+                                   application_name="contentforge-worker")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection may fail; it is gone either way
+                pass
+
+    def run(self, fn: Callable[[psycopg.Connection[Any]], T], *, retry_for: float | None = None) -> T:
+        """Call ``fn(conn)``; on a broken connection reconnect and retry with backoff."""
+        deadline = time.monotonic() + (self.reconnect_seconds if retry_for is None else retry_for)
+        delay = 0.05
+        while True:
+            try:
+                return fn(self._conn())
+            except CONNECTION_ERRORS as exc:
+                self._drop()
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseUnavailable(f"PostgreSQL is unreachable: {str(exc).strip()}") from exc
+                log.warning("database connection lost; reconnecting", error=str(exc).strip(),
+                            retry_in=round(delay, 2))
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _one(self, name: str, params: Mapping[str, Any], *, retry_for: float | None = None) -> Any:
+        sql = self.q[name]
+        return self.run(lambda c: c.execute(sql, params).fetchone(), retry_for=retry_for)
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:  # best effort at shutdown
+                pass
+
+    # --- the lifecycle ---------------------------------------------------------------------
+    def claim(self, worker_id: str, *, retry_for: float | None = None) -> ClaimedJob | None:
+        """Take the lease of the best ready job, or None when no job is ready."""
+        row = self._one("claim", {"worker_id": worker_id, "lease_seconds": self.lease_seconds},
+                        retry_for=retry_for)
+        if row is None:
+            return None
+        return ClaimedJob(
+            id=row["id"], tenant_id=row["tenant_id"], asset_id=row["asset_id"], job_type=row["job_type"],
+            priority=row["priority"], params=row["input_params"], attempts=row["attempts"],
+            max_attempts=row["max_attempts"], created_at=row["created_at"], started_at=row["started_at"],
+        )
+
+    def heartbeat(self, job_id: uuid.UUID, worker_id: str, progress: int | None) -> bool:
+        """Renew the lease; False when the job is no longer ours (cancelled or reclaimed)."""
+        row = self._one("heartbeat", {"job_id": job_id, "worker_id": worker_id,
+                                      "lease_seconds": self.lease_seconds, "progress": progress},
+                        retry_for=1.0)
+        return bool(row["ours"])
+
+    def asset(self, job: ClaimedJob) -> dict[str, Any] | None:
+        return self._one("asset_for_job", {"tenant_id": job.tenant_id, "asset_id": job.asset_id})
+
+    def complete(self, job: ClaimedJob, worker_id: str, output: Mapping[str, Any],
+                 update: AssetUpdate | None) -> bool:
+        """Mark the job completed and write its outputs to the asset, atomically.
+
+        False (and nothing written) when the job is no longer ours.
+        """
+        def tx(conn: psycopg.Connection[Any]) -> bool:
+            with conn.transaction():
+                row = conn.execute(self.q["complete"], {
+                    "job_id": job.id, "worker_id": worker_id, "output": Jsonb(dict(output)),
+                }).fetchone()
+                if not row or not row["ours"]:
+                    raise _NotOurs  # rolls the transaction back
+                if update is not None:
+                    text, language = update.transcript or (None, None)
+                    conn.execute(self.q["record_asset_outputs"], {
+                        "tenant_id": job.tenant_id, "asset_id": job.asset_id,
+                        "variants": Jsonb(dict(update.variants)), "metadata": Jsonb(dict(update.metadata)),
+                        "duration_seconds": update.duration_seconds,
+                        "set_transcript": update.transcript is not None,
+                        "transcript_text": text, "transcript_language": language,
+                    })
+            return True
+
+        try:
+            return self.run(tx)
+        except _NotOurs:
+            return False
+
+    def fail(self, job: ClaimedJob, worker_id: str, message: str, details: Mapping[str, Any] | None,
+             *, transient: bool, retry_delay_seconds: float) -> str | None:
+        """Record a failure; returns the new status (pending: retried later; failed), or None
+        when the job was no longer ours."""
+        row = self._one("fail", {
+            "job_id": job.id, "worker_id": worker_id, "message": message,
+            "details": Jsonb(dict(details)) if details is not None else None,
+            "transient": transient, "retry_delay_seconds": retry_delay_seconds,
+        })
+        return row["status"] if row else None
+
+    def release(self, job_id: uuid.UUID, worker_id: str, *, retry_for: float | None = None) -> bool:
+        """Give a running job back to the queue without counting the attempt."""
+        row = self._one("release", {"job_id": job_id, "worker_id": worker_id}, retry_for=retry_for)
+        return bool(row and row["released"])
+
+    # --- housekeeping (the relay) ----------------------------------------------------------
+    def reclaim_expired(self, limit: int = 1000) -> list[dict[str, Any]]:
+        sql = self.q["reclaim_expired"]
+        return self.run(lambda c: c.execute(sql, {"limit": limit}).fetchall())
+
+    def purge_finished(self, retention_days: int, batch: int = 5000) -> int:
+        row = self._one("purge_finished", {"retention_days": retention_days, "batch": batch})
+        return int(row["purged"])
+
+    def queue_ready(self, limit: int) -> tuple[int, datetime | None]:
+        row = self._one("queue_ready", {"limit": limit})
+        return int(row["ready"]), row["next_run_after"]
+
+
+class _NotOurs(Exception):
+    """Internal: rolls back the completing transaction when the lease was lost."""

@@ -1,0 +1,138 @@
+"""The relay: turns ready pending rows into nudges on the Dramatiq queue.
+
+- It LISTENs on ``contentforge_jobs`` (sent at commit by enqueue, retry and release), and on each
+  wake-up *tops up* the queue: it counts ready pending rows (capped at ``relay_max_nudges``) and
+  sends as many nudges as that count exceeds the nudges already waiting in Redis.
+- Every ``sweep_interval_seconds`` (and when a delayed job becomes ready) it also reclaims expired
+  leases (``reclaim_expired_jobs``), purges finished jobs older than the retention in one bounded
+  batch, and tops up. So a nudge lost in Redis (flushed, restarted, never sent) delays a job by at
+  most one sweep interval, and a dead worker's job runs again soon after its lease expires.
+- One relay is active per database: it holds a session advisory lock on its LISTEN connection.
+  Others wait on standby and take over when that connection goes away.
+
+Too many nudges are harmless (an actor that finds nothing to claim returns), so the top-up only
+needs to be a lower bound.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import dramatiq
+import psycopg
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from psycopg.rows import dict_row
+
+from schema.named_queries import queries
+from contentforge.errors import BrokerUnavailable, DatabaseUnavailable
+from contentforge.logging import get_logger
+from workers.broker import ACTOR_NAME, queue_size
+from workers.claim import JobStore
+
+log = get_logger(__name__)
+
+#: Session advisory lock that elects the one active relay per database ("cfjobrly").
+RELAY_LOCK_KEY = 0x63666A6F62726C79
+#: Rows purged per sweep: bounded, so a sweep never holds locks or the database for long.
+PURGE_BATCH = 5000
+#: Expired leases reclaimed per sweep.
+RECLAIM_BATCH = 1000
+
+
+class Relay:
+    def __init__(self, *, database_url: str, broker: RedisBroker, queue_name: str, lease_seconds: int,
+                 sweep_interval: float, retention_days: int, max_nudges: int = 1000) -> None:
+        self.database_url = database_url
+        self.broker = broker
+        self.queue_name = queue_name
+        self.sweep_interval = sweep_interval
+        self.retention_days = retention_days
+        self.max_nudges = max_nudges
+        self.store = JobStore(database_url, lease_seconds=lease_seconds, reconnect_seconds=2.0)
+        self.active = threading.Event()  # set while this relay holds the lock
+        self.nudges_sent = 0
+        self._next_ready: datetime | None = None
+        broker.declare_queue(queue_name)
+
+    # --- the steps ------------------------------------------------------------------------
+    def nudge(self, count: int) -> None:
+        for _ in range(count):
+            self.broker.enqueue(dramatiq.Message(queue_name=self.queue_name, actor_name=ACTOR_NAME,
+                                                 args=(), kwargs={}, options={}))
+        self.nudges_sent += count
+
+    def top_up(self) -> int:
+        """Send nudges until the queue holds at least one per ready job (up to the cap)."""
+        ready, self._next_ready = self.store.queue_ready(self.max_nudges)
+        if ready == 0:
+            return 0
+        missing = min(ready, self.max_nudges) - queue_size(self.broker, self.queue_name)
+        if missing > 0:
+            self.nudge(missing)
+            return missing
+        return 0
+
+    def sweep(self) -> dict[str, int]:
+        reclaimed = self.store.reclaim_expired(RECLAIM_BATCH)
+        for row in reclaimed:
+            log.warning("lease expired; job reclaimed", job_id=str(row["job_id"]), new_status=row["new_status"])
+        purged = self.store.purge_finished(self.retention_days, PURGE_BATCH)
+        sent = self.top_up()
+        return {"reclaimed": len(reclaimed), "purged": purged, "nudged": sent}
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Elect, listen and sweep until ``stop`` is set; survives PostgreSQL and Redis outages."""
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row,
+                                     connect_timeout=5, application_name="contentforge-relay") as conn:
+                    delay = 0.2
+                    self._serve(conn, stop)
+            except (psycopg.Error, DatabaseUnavailable) as exc:
+                self.active.clear()
+                log.warning("relay lost PostgreSQL; reconnecting", error=str(exc).strip(), retry_in=delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+        self.active.clear()
+        self.store.close()
+
+    def _serve(self, conn: psycopg.Connection[Any], stop: threading.Event) -> None:
+        q = queries("queue")
+        while not stop.is_set():  # standby until elected
+            row = conn.execute(q["try_relay_lock"], {"key": RELAY_LOCK_KEY}).fetchone()
+            if row and row["ok"]:
+                break
+            stop.wait(self.sweep_interval)
+        if stop.is_set():
+            return
+        conn.execute(q["listen"])
+        self.active.set()
+        log.info("relay active", queue=self.queue_name)
+        next_sweep = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_sweep:
+                self._guarded(self.sweep)
+                next_sweep = now + self.sweep_interval
+            wait = max(0.0, next_sweep - time.monotonic())
+            if self._next_ready is not None:
+                until = (self._next_ready - datetime.now(timezone.utc)).total_seconds()
+                wait = min(wait, max(until, 0.0) + 0.005)
+            notified = False
+            for _ in conn.notifies(timeout=min(wait, 0.5), stop_after=1):
+                notified = True
+            if notified or (self._next_ready is not None and datetime.now(timezone.utc) >= self._next_ready):
+                self._guarded(self.top_up)
+
+    def _guarded(self, step: Any) -> None:
+        """Run one step; a Redis outage is logged and retried at the next wake-up."""
+        try:
+            step()
+        except (BrokerUnavailable, redis.RedisError, dramatiq.errors.BrokerConnectionError) as exc:
+            log.warning("relay cannot reach Redis; nudges wait for the next sweep", error=str(exc).strip())

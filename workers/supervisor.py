@@ -1,0 +1,122 @@
+"""`contentforge worker`: worker processes, the relay and the metrics endpoint, supervised.
+
+The supervisor starts ``processes`` worker processes (``python -m workers.process``), runs the
+relay in a thread (one relay is active per database; the others stand by), and serves Prometheus
+metrics gathered from all its processes. A worker process that dies (a job crashed it, OOM) is
+started again. SIGTERM/SIGINT: every worker process drains (running jobs get the grace period,
+then are released) and the supervisor exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+from contentforge.logging import get_logger
+from contentforge.services import broker as broker_url
+from contentforge.services import database
+from contentforge.settings import Settings
+
+log = get_logger(__name__)
+
+#: A worker process that exits within this many seconds of starting counts as a crash loop and is
+#: restarted with a growing delay, so a broken deployment does not spin the CPU.
+CRASH_LOOP_SECONDS = 5.0
+
+
+@dataclass
+class Child:
+    proc: subprocess.Popen[bytes]
+    started: float
+    restarts: int = 0
+
+
+def _start_metrics(port: int, multiproc_dir: str, database_url: str) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from workers.middleware import QueueCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiproc_dir)
+    registry.register(QueueCollector(database_url))
+    try:
+        start_http_server(port, registry=registry)
+        log.info("metrics endpoint up", port=port)
+    except OSError as exc:
+        log.warning("metrics endpoint not started", port=port, error=str(exc))
+
+
+def run(settings: Settings) -> int:
+    with database(settings) as db_url, broker_url(settings) as redis_url:
+        return _supervise(settings, db_url, redis_url)
+
+
+def _supervise(settings: Settings, db_url: str, redis_url: str) -> int:
+    from workers.broker import make_broker
+    from workers.relay import Relay
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": db_url, "REDIS_URL": redis_url,
+        "CONTENTFORGE_QUEUE_NAME": settings.queue_name,
+        "CONTENTFORGE_WORKER_THREADS": str(settings.worker_threads),
+    })
+    metrics_dir = None
+    if settings.metrics_port:
+        metrics_dir = tempfile.mkdtemp(prefix="cf-metrics-")
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        _start_metrics(settings.metrics_port, metrics_dir, db_url)
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "workers.process"], env=env)
+
+    children = [Child(spawn(), time.monotonic()) for _ in range(settings.worker_processes)]
+    relay = Relay(database_url=db_url, broker=make_broker(redis_url), queue_name=settings.queue_name,
+                  lease_seconds=settings.lease_seconds, sweep_interval=settings.sweep_interval_seconds,
+                  retention_days=settings.job_retention_days, max_nudges=settings.relay_max_nudges)
+    relay_thread = threading.Thread(target=relay.run, args=(stop,), name="cf-relay", daemon=True)
+    relay_thread.start()
+    log.info("worker started", processes=settings.worker_processes, threads=settings.worker_threads,
+             queue=settings.queue_name)
+
+    while not stop.wait(0.25):
+        for child in children:
+            code = child.proc.poll()
+            if code is None:
+                continue
+            lived = time.monotonic() - child.started
+            delay = min(2.0 ** child.restarts, 30.0) if lived < CRASH_LOOP_SECONDS else 0.0
+            log.warning("worker process exited; starting another", pid=child.proc.pid, exit_code=code,
+                        restart_in=delay)
+            if delay and stop.wait(delay):
+                break
+            child.restarts = child.restarts + 1 if lived < CRASH_LOOP_SECONDS else 0
+            child.proc = spawn()
+            child.started = time.monotonic()
+
+    log.info("stopping: draining worker processes", grace_seconds=settings.shutdown_grace_seconds)
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + settings.shutdown_grace_seconds + 10
+    for child in children:
+        try:
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("worker process did not stop; killing it", pid=child.proc.pid)
+            child.proc.kill()
+            child.proc.wait()
+    relay_thread.join(5)
+    log.info("worker stopped")
+    return 0
