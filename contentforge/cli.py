@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from contentforge.errors import ContentforgeError
 from contentforge.logging import configure_logging
 from contentforge.services import database
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
-    except Exception as exc:  # pydantic ValidationError: a bad environment variable
+    except ValidationError as exc:  # a bad environment variable
         print(f"contentforge: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)

@@ -101,8 +101,8 @@ def _snapshot(conn: Any, ids: list[uuid.UUID]) -> list[dict[str, Any]]:
         """SELECT a.id, a.original_filename, a.file_type, a.processing_status::text AS status,
                   a.processing_progress AS progress, a.processing_error AS error, a.variants, a.metadata,
                   a.transcript_text, a.duration_seconds,
-                  (SELECT extract(epoch FROM max(j.completed_at) - min(j.created_at)) FROM public.asset_processing_jobs j
-                   WHERE j.asset_id = a.id) AS seconds
+                  (SELECT extract(epoch FROM max(j.completed_at) - min(j.created_at))
+                   FROM public.asset_processing_jobs j WHERE j.asset_id = a.id) AS seconds
            FROM public.assets a WHERE a.id = ANY (%s) ORDER BY a.created_at""", (ids,)).fetchall()
 
 

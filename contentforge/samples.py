@@ -48,8 +48,9 @@ def video(folder: Path) -> Path:
     out = folder / "sample-lesson.mp4"
     wav = folder / "sample-lesson.wav"
     audio_in = ["-i", str(wav)] if _speech(SPEECH, wav) else ["-f", "lavfi", "-i", "sine=frequency=440:duration=8"]
-    _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=8",
-          *audio_in, "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+    _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error",
+          "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=8", *audio_in,
+          "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
           "-c:a", "aac", "-b:a", "96k", "-t", "8", "-shortest", str(out)])
     wav.unlink(missing_ok=True)
     return out

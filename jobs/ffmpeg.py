@@ -14,6 +14,7 @@ Every invocation:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -193,10 +194,9 @@ def run_argv(
 
 
 def _report(progress: Progress, fraction: float) -> None:
-    try:
+    # A progress callback that fails must never break the encode it reports on.
+    with contextlib.suppress(Exception):
         progress(fraction)
-    except Exception:  # noqa: BLE001 - a progress callback must never break the job
-        pass
 
 
 def check_output_size(path: Path, max_bytes: int) -> int:

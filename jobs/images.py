@@ -97,7 +97,7 @@ def load_upright(im: Image.Image, max_width: int | None) -> Image.Image:
 
     For JPEG, ``draft`` lets libjpeg decode at 1/2, 1/4 or 1/8 scale directly.
     """
-    dw, dh = _display_size(im)
+    dw, _dh = _display_size(im)
     if im.format == "JPEG" and max_width and max_width < dw:
         scale = max_width / dw
         w, h = im.size
@@ -147,7 +147,7 @@ def placeholder(im: Image.Image) -> tuple[str, str]:
     hash_ = blurhash.encode(rows, components_x=4, components_y=3)
     quantized = small.quantize(colors=5, method=Image.Quantize.MEDIANCUT)
     palette = quantized.getpalette() or []
-    count, index = max(quantized.getcolors() or [(1, 0)])
+    _count, index = max(quantized.getcolors() or [(1, 0)])
     r, g, b = palette[index * 3: index * 3 + 3]
     return hash_, f"#{r:02x}{g:02x}{b:02x}"
 

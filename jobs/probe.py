@@ -369,7 +369,7 @@ def open_image(
         width, height = _header_size(path, fmt)
     except PermanentJobError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any header parse failure is a broken file
+    except Exception as exc:
         raise PermanentJobError(f"the {fmt} image header could not be read: {exc}") from exc
     check_image_size(width, height, limits)
     try:
@@ -380,7 +380,7 @@ def open_image(
         raise PermanentJobError(
             f"image is {width}x{height} pixels, refused as a decompression bomb"
         ) from exc
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise PermanentJobError(f"the {fmt} image could not be opened: {exc}") from exc
     try:
         frames = getattr(im, "n_frames", 1)

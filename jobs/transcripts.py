@@ -84,7 +84,7 @@ class FasterWhisperEngine:
                 self.model_name, device="cpu", compute_type=compute_type,
                 cpu_threads=cpu_threads, local_files_only=True,
             )
-        except Exception as exc:  # noqa: BLE001 - a missing or broken model is the worker's fault
+        except Exception as exc:
             raise TransientJobError(
                 f"faster-whisper model {self.model_name!r} could not be loaded: {exc}"
             ) from exc
@@ -117,7 +117,7 @@ class OpenAIWhisperEngine:
         self.temperature = temperature
         try:
             self._model = whisper.load_model(self.model_name, device="cpu")
-        except Exception as exc:  # noqa: BLE001 - includes "no network to download it"
+        except Exception as exc:
             raise TransientJobError(
                 f"openai-whisper model {self.model_name!r} could not be loaded: {exc}"
             ) from exc
@@ -182,7 +182,7 @@ def extract_samples(source: Path, info: probe.MediaInfo, workdir: Path, timeout:
 
 
 def _clock(seconds: float, sep: str) -> str:
-    ms = int(round(seconds * 1000))
+    ms = round(seconds * 1000)
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)

@@ -124,7 +124,7 @@ def storyboard(
 
 
 def _vtt_time(seconds: float) -> str:
-    ms = int(round(seconds * 1000))
+    ms = round(seconds * 1000)
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)
@@ -312,7 +312,7 @@ def run_transcode(
         progress=lambda f: progress(f * encode_share), what="transcode",
     )
     outputs: list[OutputFile] = []
-    for height, path in zip(heights, paths):
+    for height, path in zip(heights, paths, strict=True):
         size = ffmpeg.check_output_size(path, limits.max_output_bytes)
         width, real_height = _stream_size(path, timeout=min(60, timer.remaining()))
         outputs.append(OutputFile(path.name, path, "mp4", "video/mp4", size,

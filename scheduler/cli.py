@@ -51,7 +51,8 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     for name, task in TASKS.items():
         r = runs.get(name, {})
         rows.append({"task": name, "schedule": task.schedule(settings), "last_started": r.get("started_at"),
-                     "last_outcome": r.get("outcome"), "last_rows": r.get("rows_affected"), "last_error": r.get("error")})
+                     "last_outcome": r.get("outcome"), "last_rows": r.get("rows_affected"),
+                     "last_error": r.get("error")})
     if args.json:
         print(json.dumps(rows, default=str, indent=2))
     else:

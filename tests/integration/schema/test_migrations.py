@@ -65,7 +65,7 @@ def test_failed_file_rolls_back_and_is_not_recorded(fresh_db: str) -> None:
     """A transactional file that fails leaves neither its objects nor a history row behind."""
     files = [Migration("0001", "good", "CREATE TABLE t_good (id int);"),
              Migration("0002", "bad", "CREATE TABLE t_bad (id int); SELECT 1/0;")]
-    with pytest.raises(Exception, match="0002_bad.sql failed: division by zero"):
+    with pytest.raises(Exception, match=r"0002_bad\.sql failed: division by zero"):
         migrate(fresh_db, migrations=files)
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT to_regclass('t_good') IS NOT NULL").fetchone() == (True,)

@@ -42,7 +42,7 @@ def test_timeout_kills_and_reports(tmp_path: Path) -> None:
     """An ffmpeg run over its time limit is killed and reported as a permanent error."""
     args = ["ffmpeg", "-nostdin", "-progress", "pipe:1", "-f", "lavfi", "-re", "-i",
             "sine=duration=30", "-f", "null", "-"]
-    with pytest.raises(PermanentJobError, match="took longer than the 0.5 s limit"):
+    with pytest.raises(PermanentJobError, match=r"took longer than the 0\.5 s limit"):
         ffmpeg.run_argv(args, timeout=0.5, what="test encode")
 
 

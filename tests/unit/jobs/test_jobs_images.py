@@ -59,7 +59,7 @@ def test_placeholders(photo_result) -> None:
     """The result carries a 4x3 blurhash and the photo's dominant blue as #rrggbb."""
     data = photo_result.data
     assert len(data["blurhash"]) == 28  # 4x3 components
-    r, g, b = (int(data["dominant_color"][i:i + 2], 16) for i in (1, 3, 5))
+    r, _g, b = (int(data["dominant_color"][i:i + 2], 16) for i in (1, 3, 5))
     assert b > r and b > 120
     assert (data["width"], data["height"]) == (1000, 1500)
 

@@ -78,26 +78,25 @@ def test_open_image_refuses_bomb_before_pillow_sees_it(tmp_path: Path,
                                                          limits: MediaLimits) -> None:
     """A 30000x30000 PNG is refused from its header with the imgproxy-style message."""
     bomb = mf.png_bomb(tmp_path)
-    with pytest.raises(PermanentJobError) as caught:
-        with probe.open_image(bomb, limits):
-            pass
+    with pytest.raises(PermanentJobError) as caught, probe.open_image(bomb, limits):
+        pass
     assert str(caught.value) == "image is 30000x30000 pixels, above the 50 MP limit"
 
 
 def test_pixel_limit_is_ours_not_pillows_global(tmp_path: Path) -> None:
     """The limit comes from MediaLimits: a 100x100 image fails under a 5,000-pixel limit."""
     small = mf.image(tmp_path, size=(100, 100))
-    with pytest.raises(PermanentJobError, match=r"image is 100x100 pixels, above the 0.005 MP"):
-        with probe.open_image(small, MediaLimits(max_image_pixels=5000)):
-            pass
+    with (pytest.raises(PermanentJobError, match=r"image is 100x100 pixels, above the 0\.005 MP"),
+          probe.open_image(small, MediaLimits(max_image_pixels=5000))):
+        pass
 
 
 def test_animation_frame_limit(tmp_path: Path) -> None:
     """An animated GIF with more frames than allowed is refused."""
     gif = mf.animated_gif(tmp_path, frames=6)
-    with pytest.raises(PermanentJobError, match=r"image has 6 frames, above the 5 frame limit"):
-        with probe.open_image(gif, MediaLimits(max_animation_frames=5)):
-            pass
+    with (pytest.raises(PermanentJobError, match=r"image has 6 frames, above the 5 frame limit"),
+          probe.open_image(gif, MediaLimits(max_animation_frames=5))):
+        pass
 
 
 HOSTILE = {

@@ -50,7 +50,7 @@ def test_engine_cached_per_process() -> None:
 
 def test_unknown_engine(talk: Path, workdir: Path) -> None:
     """An unknown engine name is a permanent error that lists the known ones."""
-    with pytest.raises(PermanentJobError, match="unknown speech engine 'vosk'.*faster-whisper"):
+    with pytest.raises(PermanentJobError, match=r"unknown speech engine 'vosk'.*faster-whisper"):
         run_job("transcript", talk, workdir, {"engine": "vosk"})
 
 
