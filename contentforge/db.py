@@ -27,3 +27,11 @@ def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
             "Check that the server is running and reachable, and that DATABASE_URL names the right "
             "host, port, database and user (unset DATABASE_URL to use the embedded PostgreSQL)."
         ) from exc
+
+
+def one(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> dict[str, Any]:
+    """The single row a query must return (a function call, an aggregate); LookupError if none."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise LookupError(f"query returned no row: {str(query)[:80]}")
+    return row

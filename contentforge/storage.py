@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -189,7 +190,7 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.prefix = _prefix_of(prefix.strip("/"))
         self.url = f"s3://{bucket}/{self.prefix}"
-        self._client = client or boto3.client(
+        self._client: Any = client or boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region,
             config=Config(retries={"max_attempts": 3, "mode": "standard"},
                           connect_timeout=5, read_timeout=60),

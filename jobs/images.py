@@ -148,6 +148,7 @@ def placeholder(im: Image.Image) -> tuple[str, str]:
     quantized = small.quantize(colors=5, method=Image.Quantize.MEDIANCUT)
     palette = quantized.getpalette() or []
     _count, index = max(quantized.getcolors() or [(1, 0)])
+    index = int(index)  # type: ignore[call-overload]  # palette images report int indexes
     r, g, b = palette[index * 3: index * 3 + 3]
     return hash_, f"#{r:02x}{g:02x}{b:02x}"
 

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from contentforge.db import connect
+from contentforge.db import connect, one
 from contentforge.logging import get_logger
 from contentforge.settings import Settings
 from scheduler.tasks import TASKS, TaskContext, TaskResult
@@ -59,7 +59,7 @@ def run_task(
     q = queries("scheduler")
     bound = log.bind(task=task_name, trigger=trigger, due_at=due_at.isoformat() if due_at else None)
     with connect(db_url, autocommit=True) as conn:
-        if not conn.execute(q["try_task_lock"], {"key": lock_key(task_name)}).fetchone()["locked"]:
+        if not one(conn, q["try_task_lock"], {"key": lock_key(task_name)})["locked"]:
             bound.info("task skipped", reason="already running")
             return RunOutcome(task_name, "skipped", reason="already running elsewhere")
         try:

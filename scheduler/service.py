@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from contentforge.db import connect
+from contentforge.db import connect, one
 from contentforge.logging import get_logger
 from contentforge.settings import Settings
 from scheduler import schedules
@@ -52,7 +52,7 @@ class SchedulerService:
         except Exception as exc:  # noqa: BLE001 - database down: stay on standby and retry
             log.warning("scheduler cannot reach the database", error=str(exc).splitlines()[0])
             return False
-        if conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (LEADER_LOCK_KEY,)).fetchone()["ok"]:
+        if one(conn, "SELECT pg_try_advisory_lock(%s) AS ok", (LEADER_LOCK_KEY,))["ok"]:
             self._leader_conn = conn
             return True
         conn.close()
@@ -96,7 +96,7 @@ class SchedulerService:
         """Run once each cron task whose latest due time has no run; run interval tasks now."""
         now = dt.datetime.now(dt.UTC)
         with connect(self.db_url, autocommit=True) as conn:
-            last = {name: conn.execute(queries("scheduler")["last_scheduled_start"], {"task": name}).fetchone()["at"]
+            last = {name: one(conn, queries("scheduler")["last_scheduled_start"], {"task": name})["at"]
                     for name in TASKS}
         for name, trig in self.triggers.items():
             if self.stopping.is_set():

@@ -352,8 +352,7 @@ SELECT c.id AS content_id, c.tenant_id, c.title, c.content_type, c.created_at, c
        pr.avg_time_spent,
        ev.last_activity,
        coalesce(ev.views_last_7_days, 0) AS views_last_7_days,
-       coalesce(ev.views_last_30_days, 0) AS views_last_30_days,
-       now() AS refreshed_at
+       coalesce(ev.views_last_30_days, 0) AS views_last_30_days
 FROM public.content c
 LEFT JOIN ev ON ev.content_id = c.id
 LEFT JOIN pr ON pr.content_id = c.id
@@ -363,19 +362,36 @@ CREATE UNIQUE INDEX content_performance_summary_pk ON app_private.content_perfor
 CREATE INDEX content_performance_summary_tenant_idx ON app_private.content_performance_summary (tenant_id);
 REVOKE ALL ON app_private.content_performance_summary FROM PUBLIC, anon, authenticated;
 
+-- When each view was last refreshed. Kept out of the view itself: a now() column would make every
+-- row differ at each concurrent refresh and rewrite the whole view (bench/RESULTS.md, Scheduler).
+CREATE TABLE app_private.analytics_refreshes (
+  view_name text PRIMARY KEY,
+  refreshed_at timestamptz NOT NULL,
+  mode text NOT NULL CHECK (mode IN ('full', 'concurrent'))
+);
+ALTER TABLE app_private.analytics_refreshes ENABLE ROW LEVEL SECURITY;
+
 -- Refresh without blocking readers; the first refresh of a never-populated view cannot be
 -- concurrent (defect 2). Returns 'full' or 'concurrent'. Two refreshes never overlap: the second
--- waits on the view's lock.
+-- waits on the view's lock. The aggregate sorts ~1 M events per refresh: give it memory, and skip
+-- JIT, which costs more than it saves here.
 CREATE FUNCTION app_private.refresh_content_analytics() RETURNS text
-LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = '' SET work_mem = '64MB' SET jit = off AS $$
+DECLARE
+  v_mode text;
 BEGIN
   IF (SELECT c.relispopulated FROM pg_catalog.pg_class c
       WHERE c.oid = 'app_private.content_performance_summary'::regclass) THEN
     REFRESH MATERIALIZED VIEW CONCURRENTLY app_private.content_performance_summary;
-    RETURN 'concurrent';
+    v_mode := 'concurrent';
+  ELSE
+    REFRESH MATERIALIZED VIEW app_private.content_performance_summary;
+    v_mode := 'full';
   END IF;
-  REFRESH MATERIALIZED VIEW app_private.content_performance_summary;
-  RETURN 'full';
+  INSERT INTO app_private.analytics_refreshes (view_name, refreshed_at, mode)
+  VALUES ('content_performance_summary', now(), v_mode)
+  ON CONFLICT (view_name) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at, mode = EXCLUDED.mode;
+  RETURN v_mode;
 END;
 $$;
 

@@ -70,3 +70,6 @@ SELECT app_private.purge_search_queries(%(retention)s) AS n;
 
 -- name: reclaim_jobs
 SELECT count(*) AS n FROM app_private.reclaim_expired_jobs();
+
+-- name: table_exists
+SELECT to_regclass(%(relation)s) IS NOT NULL AS exists;
