@@ -152,6 +152,17 @@ INSERT INTO public.block_types (name, display_name, description, category, conte
 -- additionalProperties false); where the pg_jsonschema extension is installed, each block is also
 -- checked with it, so keywords beyond ours still hold. Errors name the block index and the field.
 
+-- Enable pg_jsonschema where the server offers it (Supabase does), in the extensions schema.
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_jsonschema')
+     AND to_regnamespace('extensions') IS NOT NULL THEN
+    CREATE EXTENSION IF NOT EXISTS pg_jsonschema WITH SCHEMA extensions;
+  END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE NOTICE 'pg_jsonschema is available but this role may not create it; blocks use our validator alone';
+END $$;
+
 -- First violation of p_schema by p_value at p_path, or NULL.
 CREATE FUNCTION app.jsonschema_error(p_schema jsonb, p_value jsonb, p_path text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = '' AS $$
