@@ -6,7 +6,7 @@ Job functions raise :class:`PermanentJobError` for bad input and :class:`Transie
 passing outages (``jobs.errors``).
 """
 
-from jobs.errors import JobError, PermanentJobError, TransientJobError, UnknownJobType
+from jobs.errors import JobError, JobInterrupted, PermanentJobError, TransientJobError, UnknownJobType
 from jobs.limits import MediaLimits
 from jobs.registry import JOB_TYPES, JobSpec, run_job
 from jobs.result import JobResult, OutputFile, Progress
@@ -14,6 +14,7 @@ from jobs.result import JobResult, OutputFile, Progress
 __all__ = [
     "JOB_TYPES",
     "JobError",
+    "JobInterrupted",
     "JobResult",
     "JobSpec",
     "MediaLimits",

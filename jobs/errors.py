@@ -7,6 +7,11 @@
 """
 
 
+class JobInterrupted(Exception):
+    """Raised by a progress callback to stop a running job: it was cancelled, or its worker lost the
+    lease. Job functions let it through (stopping any subprocess) and their result is discarded."""
+
+
 class JobError(Exception):
     """Base of every error a job function raises on purpose."""
 

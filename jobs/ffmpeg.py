@@ -14,9 +14,11 @@ Every invocation:
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import json
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +27,7 @@ from typing import Any
 
 import ffmpeg as ffmpeg_python
 
-from jobs.errors import PermanentJobError, TransientJobError
+from jobs.errors import JobInterrupted, PermanentJobError, TransientJobError
 from jobs.result import Progress, no_progress
 
 #: Demuxers we let ffmpeg use, keyed by the name ``jobs.probe`` sniffs. Playlist and indirection
@@ -40,6 +42,18 @@ _DEMUXER_SAFETY_OPTIONS: dict[str, dict[str, Any]] = {
     # QuickTime "data references" can point to other files: never follow them.
     "mov": {"enable_drefs": 0, "use_absolute_path": 0},
 }
+
+#: prctl(PR_SET_PDEATHSIG) on Linux: the kernel kills ffmpeg when the worker that started it dies,
+#: even by SIGKILL or the OOM killer, so no encode outlives its watchdog.
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """Runs in the forked child before exec: ask for SIGKILL when the parent goes away."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
 
 #: How many trailing bytes of ffmpeg's stderr we keep for an error message.
 _STDERR_TAIL_BYTES = 4000
@@ -153,7 +167,8 @@ def run_argv(
     argv = _check_no_shell(args)
     try:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,  # only a prctl call between fork and exec: no locks taken
         )
     except FileNotFoundError as exc:
         raise TransientJobError("ffmpeg is not installed on this worker") from exc
@@ -194,9 +209,14 @@ def run_argv(
 
 
 def _report(progress: Progress, fraction: float) -> None:
-    # A progress callback that fails must never break the encode it reports on.
-    with contextlib.suppress(Exception):
+    """Report progress; a request to stop ends the encode (the caller's finally kills ffmpeg), any
+    other failure of the callback must never break the encode it reports on."""
+    try:
         progress(fraction)
+    except JobInterrupted:
+        raise
+    except Exception:  # noqa: BLE001, S110 - a broken progress display is not the job's failure
+        pass
 
 
 def check_output_size(path: Path, max_bytes: int) -> int:

@@ -51,3 +51,62 @@ def test_failure_names_ffmpeg_error(tmp_path: Path) -> None:
     missing = ffmpeg.input_stream(tmp_path / "missing.mp4", "mov").output(str(tmp_path / "o.mp4"))
     with pytest.raises(PermanentJobError, match="No such file"):
         ffmpeg.run_ffmpeg(missing, timeout=30, what="test")
+
+
+def _slow_encode_args() -> list[str]:
+    """A 30-second real-time encode: long enough to be stopped or orphaned mid-way."""
+    return ["ffmpeg", "-nostdin", "-progress", "pipe:1", "-f", "lavfi", "-re", "-i", "sine=duration=30",
+            "-f", "null", "-"]
+
+
+def test_stop_request_from_progress_ends_the_encode(tmp_path: Path) -> None:
+    """A JobInterrupted raised by the progress callback stops ffmpeg at once instead of being swallowed."""
+    import time
+
+    from jobs.errors import JobInterrupted
+
+    def stop(_fraction: float) -> None:
+        raise JobInterrupted("cancelled")
+
+    started = time.monotonic()
+    with pytest.raises(JobInterrupted):
+        ffmpeg.run_argv(_slow_encode_args(), timeout=60, duration=30, progress=stop)
+    assert time.monotonic() - started < 5
+
+
+def test_a_broken_progress_display_does_not_fail_the_encode() -> None:
+    """Any other exception from the progress callback is ignored and the encode finishes."""
+    args = ["ffmpeg", "-nostdin", "-progress", "pipe:1", "-f", "lavfi", "-i", "sine=duration=1", "-f", "null", "-"]
+
+    def broken(_fraction: float) -> None:
+        raise RuntimeError("display gone")
+
+    ffmpeg.run_argv(args, timeout=30, duration=1, progress=broken)
+
+
+def test_ffmpeg_dies_with_the_worker_that_started_it() -> None:
+    """When the process running an encode is SIGKILLed, its ffmpeg child is killed too (no orphan)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    code = ("from jobs import ffmpeg; ffmpeg.run_argv(" + repr(_slow_encode_args()) + ", timeout=60)")
+    worker = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 15
+        kids: list[psutil.Process] = []
+        while time.monotonic() < deadline and not kids:
+            kids = [p for p in psutil.Process(worker.pid).children() if p.name() == "ffmpeg"]
+            time.sleep(0.1)
+        assert kids, "ffmpeg did not start"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        gone, alive = psutil.wait_procs(kids, timeout=5)
+        assert alive == [] and gone
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
