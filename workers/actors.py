@@ -2,40 +2,47 @@
 
 Nudges carry no job id, so a duplicate, stale or lost nudge can never run a job twice or lose one:
 the PostgreSQL row decides (``FOR UPDATE SKIP LOCKED`` in ``claim_job``). After a job the actor
-claims again, up to :data:`MAX_JOBS_PER_NUDGE`, so a busy queue does not wait for one message per
-job. For each job it: claims the row (lease), downloads the original when the job type needs it,
-calls :func:`jobs.run_job`, uploads the outputs to deterministic keys, and completes the row and
-updates the asset in one transaction. A per-process heartbeat thread renews every running job's
-lease each ``lease_seconds / 3`` and reports its progress; when a heartbeat finds the job no longer
-ours (cancelled, or reclaimed after the lease expired) the job's progress callback raises
-:class:`JobStopped` and its result is discarded.
+claims again, up to :data:`MAX_JOBS_PER_NUDGE` (then it sends itself one nudge and returns), so a
+busy queue does not wait for one message per job; the completion of one job and the claim of the
+next are one statement (``complete_and_claim``), one round trip and one commit. For each job it:
+claims the row (lease), downloads the original when the job type needs it into the thread's
+scratch directory (reused and emptied between jobs), calls :func:`jobs.run_job`, uploads the
+outputs to deterministic keys, and completes the row and updates the asset in one transaction.
+A per-process heartbeat thread renews every running job's lease each ``lease_seconds / 3`` and
+reports its progress; when a heartbeat finds the job no longer ours (cancelled, or reclaimed after
+the lease expired) the job's progress callback raises :class:`JobStopped` and its result is
+discarded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dramatiq
+import redis
 
 from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
 from contentforge.services import storage_url
 from contentforge.settings import Settings
 from contentforge.storage import Storage, StorageKeyMissing, StorageUnavailable, open_storage
-from jobs import JOB_TYPES, PermanentJobError, TransientJobError, run_job
+from jobs import JOB_TYPES, JobInterrupted, PermanentJobError, TransientJobError, run_job
 from jobs.result import JobResult
 from workers.broker import ACTOR_NAME
 from workers.claim import AssetUpdate, ClaimedJob, JobStore, retry_delay
 from workers.middleware import JobRecord, job_context
+from workers.scratch import SCRATCH_PREFIX, remove_scratch_of_dead_workers
 
 log = get_logger(__name__)
 
@@ -47,7 +54,7 @@ MAX_JOBS_PER_NUDGE = 100
 CLAIM_RECONNECT_SECONDS = 5.0
 
 
-class JobStopped(Exception):
+class JobStopped(JobInterrupted):
     """Raised inside a running job when it is no longer ours: cancelled or lease lost."""
 
 
@@ -85,6 +92,10 @@ class Runtime:
         self._storage: Storage | None = None
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="cf-heartbeat", daemon=True)
         self._heartbeat_started = False
+        self._scratch_root: Path | None = None
+        self._scratch = threading.local()
+        #: Sends one nudge to this process's queue (set by :func:`declare`); None: no re-nudging.
+        self.renudge: Callable[[], Any] | None = None
 
     @property
     def storage(self) -> Storage:
@@ -141,8 +152,50 @@ class Runtime:
                             error=str(exc))
         return released
 
+    def scratch(self) -> Path:
+        """This thread's scratch directory, empty, with an empty ``work`` directory inside.
+
+        Reused from job to job (and emptied after each) instead of a fresh temporary directory per
+        job: creating and removing two directories cost more than a whole no-op job's SQL.
+        """
+        tmp: Path | None = getattr(self._scratch, "dir", None)
+        if tmp is None:
+            with self._lock:
+                if self._scratch_root is None:
+                    remove_scratch_of_dead_workers()
+                    self._scratch_root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+            tmp = Path(tempfile.mkdtemp(prefix="job-", dir=self._scratch_root))
+            (tmp / "work").mkdir()
+            self._scratch.dir = tmp
+        return tmp
+
+    def clear_scratch(self, tmp: Path) -> None:
+        """Empty a scratch directory after a job; a directory that cannot be emptied is dropped
+        (the next job of this thread gets a new one)."""
+        try:
+            for entry in os.scandir(tmp):
+                if entry.name == "work" and entry.is_dir(follow_symlinks=False):
+                    for inner in os.scandir(entry.path):
+                        _remove(inner)
+                else:
+                    _remove(entry)
+        except OSError as exc:
+            log.warning("could not empty the job's scratch directory; using a new one", path=str(tmp),
+                        error=str(exc))
+            self._scratch.dir = None
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def close(self) -> None:
         self.store.close()
+        if self._scratch_root is not None:
+            shutil.rmtree(self._scratch_root, ignore_errors=True)
+
+
+def _remove(entry: os.DirEntry[str]) -> None:
+    if entry.is_dir(follow_symlinks=False):
+        shutil.rmtree(entry.path)
+    else:
+        os.unlink(entry.path)
 
 
 _runtime: Runtime | None = None
@@ -160,55 +213,104 @@ def worker_id() -> str:
 
 
 def process_next_job() -> None:
-    """The actor: claim and run ready jobs until none is left (or the drain limit, or shutdown)."""
+    """The actor: claim and run ready jobs until none is left (or the drain limit, or shutdown).
+
+    Each completion claims the next job in the same statement, so a busy thread makes one round
+    trip per job. A nudge that finds work is passed on (one new nudge), so idle threads join a
+    backlog one after another and the chain stops at the first thread that finds nothing: the
+    relay needs to send only a few nudges, not one per ready job. At the drain limit the actor
+    sends one nudge before returning, so that a thread (this one or another) carries on with the
+    backlog without waiting for the relay's sweep.
+    """
     rt = _runtime
     if rt is None:
         raise RuntimeError("workers.actors.configure() was not called in this process")
     me = worker_id()
-    for _ in range(MAX_JOBS_PER_NUDGE):
-        if rt.stopping.is_set():
-            return
-        try:
-            job = rt.store.claim(me, retry_for=CLAIM_RECONNECT_SECONDS)
-        except DatabaseUnavailable as exc:
-            log.warning("cannot claim: PostgreSQL is unreachable; the nudge is dropped", error=str(exc))
-            return
-        if job is None:
-            return
-        run_claimed(rt, job, me)
+    if rt.stopping.is_set():
+        return
+    try:
+        job = rt.store.claim(me, retry_for=CLAIM_RECONNECT_SECONDS)
+    except DatabaseUnavailable as exc:
+        log.warning("cannot claim: PostgreSQL is unreachable; the nudge is dropped", error=str(exc))
+        return
+    if job is not None:
+        _nudge(rt, "could not pass the nudge on")  # wake one more idle thread: there may be more work
+    ran = 0
+    while job is not None:
+        ran += 1
+        claim_next = ran < MAX_JOBS_PER_NUDGE and not rt.stopping.is_set()
+        tried, job = _run_and_claim(rt, job, me, claim_next)
+        if job is None and claim_next and not tried:
+            # The job did not complete (failed, stopped), so no claim rode on it: claim separately.
+            try:
+                job = rt.store.claim(me, retry_for=CLAIM_RECONNECT_SECONDS)
+            except DatabaseUnavailable as exc:
+                log.warning("cannot claim: PostgreSQL is unreachable; the nudge is dropped", error=str(exc))
+                return
+    if ran >= MAX_JOBS_PER_NUDGE:
+        _nudge(rt, "could not re-nudge after the drain limit")
+
+
+def _nudge(rt: Runtime, failure: str) -> None:
+    """Send one nudge to this process's queue (a Redis outage only delays: the relay sweeps)."""
+    if rt.renudge is None or rt.stopping.is_set():
+        return
+    try:
+        rt.renudge()
+    except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
+        log.warning(failure, error=str(exc).strip())
 
 
 def declare(broker: dramatiq.Broker, queue_name: str) -> dramatiq.Actor[[], None]:
     """Register the actor on ``broker`` for ``queue_name`` (one call per broker)."""
-    return dramatiq.Actor(process_next_job, broker=broker, actor_name=ACTOR_NAME,
-                          queue_name=queue_name, priority=0, options={"max_retries": 0})
+    actor = dramatiq.Actor(process_next_job, broker=broker, actor_name=ACTOR_NAME,
+                           queue_name=queue_name, priority=0, options={"max_retries": 0})
+    if _runtime is not None:
+        _runtime.renudge = actor.send
+    return actor
 
 
 # --- one job -------------------------------------------------------------------------------
 def run_claimed(rt: Runtime, job: ClaimedJob, me: str) -> str:
     """Run one claimed job to its end and record the outcome on its row; return the outcome."""
+    outcome: list[str] = []
+    _run_and_claim(rt, job, me, False, outcome)
+    return outcome[0]
+
+
+def _run_and_claim(rt: Runtime, job: ClaimedJob, me: str, claim_next: bool,
+                   outcome: list[str] | None = None) -> tuple[bool, ClaimedJob | None]:
+    """Run one claimed job and record its outcome; with ``claim_next``, a completion also claims
+    the next job. Returns (whether a claim was attempted, the next job or None)."""
     active = ActiveJob(job, me)
     rt.add(active)
     try:
         with job_context(job) as record:
-            _run(rt, job, active, record)
-            return record.outcome
+            result = _run(rt, job, active, record, claim_next)
+        if outcome is not None:
+            outcome.append(record.outcome)
+        return result
     finally:
         rt.remove(active)
 
 
-def _run(rt: Runtime, job: ClaimedJob, active: ActiveJob, record: JobRecord) -> None:
+def _run(rt: Runtime, job: ClaimedJob, active: ActiveJob, record: JobRecord,
+         claim_next: bool) -> tuple[bool, ClaimedJob | None]:
     me = active.worker_id
     try:
-        with tempfile.TemporaryDirectory(prefix="cf-job-") as tmp:
-            output, update = _execute(rt, job, Path(tmp), active, record)
+        tmp = rt.scratch()
+        try:
+            output, update = _execute(rt, job, tmp, active, record)
+        finally:
+            rt.clear_scratch(tmp)
         if active.stopped.is_set():
             raise JobStopped(active.reason)
         with record.timed("record"):
-            ours = rt.store.complete(job, me, output, update)
+            ours, nxt = rt.store.complete(job, me, output, update, claim_next=claim_next)
         record.outcome = "completed" if ours else "lost"
         if not ours:
             record.error = "the job was cancelled or taken over before it finished; result discarded"
+        return claim_next, nxt
     except JobStopped as exc:
         record.outcome = "released" if str(exc) == "released at shutdown" else "lost"
         record.error = f"{exc}; result discarded"
@@ -216,8 +318,9 @@ def _run(rt: Runtime, job: ClaimedJob, active: ActiveJob, record: JobRecord) -> 
         _fail(rt, job, me, record, exc, transient=False)
     except (TransientJobError, StorageUnavailable, DatabaseUnavailable, OSError) as exc:
         _fail(rt, job, me, record, exc, transient=True)
-    except Exception as exc:  # a bug or an unexpected library error: retry, bounded by max_attempts
+    except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error: retry, bounded by max_attempts
         _fail(rt, job, me, record, exc, transient=True, unexpected=True)
+    return False, None
 
 
 def _fail(rt: Runtime, job: ClaimedJob, me: str, record: JobRecord, exc: BaseException, *,
@@ -268,7 +371,6 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
         with record.timed("download"):
             rt.storage.get_file(asset["storage_path"], source)
     workdir = tmp / "work"
-    workdir.mkdir()
     with record.timed("run"):
         result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,
                                     active.report, allow_test_jobs=rt.settings.allow_test_jobs)

@@ -5,11 +5,14 @@ Every state change is one SQL function of migration 0005, called by name from
 breaks (PostgreSQL restarted, ``pg_terminate_backend``) is replaced and the call retried with
 backoff for up to ``reconnect_seconds``, after which :class:`DatabaseUnavailable` is raised.
 Retrying is safe because every worker-side function checks ``worker_id`` and status: a repeated
-``complete_job`` after a commit whose reply was lost returns false instead of acting twice.
+``complete_job`` after a commit whose reply was lost returns false instead of acting twice. (A job
+claimed by such a lost reply, by ``claim`` or ``complete_and_claim``, is nobody's: its lease
+expires and the relay hands it to another worker, the lost attempt counted.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -23,9 +26,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from schema.named_queries import queries
 from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
+from schema.named_queries import queries
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -63,7 +66,7 @@ class AssetUpdate:
 def retry_delay(attempt: int, base_seconds: float, max_seconds: float) -> float:
     """Exponential backoff with jitter: about base * 2**(attempt-1), capped, randomised by ±25 %."""
     raw = min(max_seconds, base_seconds * 2 ** max(attempt - 1, 0))
-    return raw * random.uniform(0.75, 1.25)
+    return raw * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not a secret
 
 
 class JobStore:
@@ -96,10 +99,9 @@ class JobStore:
             with self._lock:
                 if conn in self._all:
                     self._all.remove(conn)
-            try:
+            # Closing a broken connection may fail; it is gone either way.
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # closing a broken connection may fail; it is gone either way
-                pass
 
     def run(self, fn: Callable[[psycopg.Connection[Any]], T], *, retry_for: float | None = None) -> T:
         """Call ``fn(conn)``; on a broken connection reconnect and retry with backoff."""
@@ -125,23 +127,15 @@ class JobStore:
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
-            try:
+            with contextlib.suppress(Exception):  # best effort at shutdown
                 conn.close()
-            except Exception:  # best effort at shutdown
-                pass
 
     # --- the lifecycle ---------------------------------------------------------------------
     def claim(self, worker_id: str, *, retry_for: float | None = None) -> ClaimedJob | None:
         """Take the lease of the best ready job, or None when no job is ready."""
         row = self._one("claim", {"worker_id": worker_id, "lease_seconds": self.lease_seconds},
                         retry_for=retry_for)
-        if row is None:
-            return None
-        return ClaimedJob(
-            id=row["id"], tenant_id=row["tenant_id"], asset_id=row["asset_id"], job_type=row["job_type"],
-            priority=row["priority"], params=row["input_params"], attempts=row["attempts"],
-            max_attempts=row["max_attempts"], created_at=row["created_at"], started_at=row["started_at"],
-        )
+        return _claimed(row)
 
     def heartbeat(self, job_id: uuid.UUID, worker_id: str, progress: int | None) -> bool:
         """Renew the lease; False when the job is no longer ours (cancelled or reclaimed)."""
@@ -154,33 +148,40 @@ class JobStore:
         return self._one("asset_for_job", {"tenant_id": job.tenant_id, "asset_id": job.asset_id})
 
     def complete(self, job: ClaimedJob, worker_id: str, output: Mapping[str, Any],
-                 update: AssetUpdate | None) -> bool:
-        """Mark the job completed and write its outputs to the asset, atomically.
+                 update: AssetUpdate | None, *, claim_next: bool = False) -> tuple[bool, ClaimedJob | None]:
+        """Mark the job completed and write its outputs to the asset, atomically; with
+        ``claim_next``, also take the lease of the next ready job in the same transaction.
 
-        False (and nothing written) when the job is no longer ours.
+        Returns (ours, next job). ``ours`` is False (and nothing written) when the job is no longer
+        ours. A job without asset outputs (the common case of a busy queue) takes one statement and
+        one round trip for both steps.
         """
-        def tx(conn: psycopg.Connection[Any]) -> bool:
+        params = {"job_id": job.id, "worker_id": worker_id, "output": Jsonb(dict(output)),
+                  "lease_seconds": self.lease_seconds, "claim_next": claim_next}
+        if update is None:
+            row = self._one("complete_and_claim", params)
+            return bool(row and row["ours"]), _claimed(row)
+
+        def tx(conn: psycopg.Connection[Any]) -> tuple[bool, ClaimedJob | None]:
             with conn.transaction():
-                row = conn.execute(self.q["complete"], {
-                    "job_id": job.id, "worker_id": worker_id, "output": Jsonb(dict(output)),
-                }).fetchone()
+                row = conn.execute(self.q["complete"], params).fetchone()
                 if not row or not row["ours"]:
                     raise _NotOurs  # rolls the transaction back
-                if update is not None:
-                    text, language = update.transcript or (None, None)
-                    conn.execute(self.q["record_asset_outputs"], {
-                        "tenant_id": job.tenant_id, "asset_id": job.asset_id,
-                        "variants": Jsonb(dict(update.variants)), "metadata": Jsonb(dict(update.metadata)),
-                        "duration_seconds": update.duration_seconds,
-                        "set_transcript": update.transcript is not None,
-                        "transcript_text": text, "transcript_language": language,
-                    })
-            return True
+                text, language = update.transcript or (None, None)
+                conn.execute(self.q["record_asset_outputs"], {
+                    "tenant_id": job.tenant_id, "asset_id": job.asset_id,
+                    "variants": Jsonb(dict(update.variants)), "metadata": Jsonb(dict(update.metadata)),
+                    "duration_seconds": update.duration_seconds,
+                    "set_transcript": update.transcript is not None,
+                    "transcript_text": text, "transcript_language": language,
+                })
+                nxt = conn.execute(self.q["claim"], params).fetchone() if claim_next else None
+            return True, _claimed(nxt)
 
         try:
             return self.run(tx)
         except _NotOurs:
-            return False
+            return False, self.claim(worker_id) if claim_next else None
 
     def fail(self, job: ClaimedJob, worker_id: str, message: str, details: Mapping[str, Any] | None,
              *, transient: bool, retry_delay_seconds: float) -> str | None:
@@ -210,6 +211,17 @@ class JobStore:
     def queue_ready(self, limit: int) -> tuple[int, datetime | None]:
         row = self._one("queue_ready", {"limit": limit})
         return int(row["ready"]), row["next_run_after"]
+
+
+def _claimed(row: Mapping[str, Any] | None) -> ClaimedJob | None:
+    """A claim's row as a ClaimedJob; None for no row or an all-NULL row (nothing was claimed)."""
+    if row is None or row["id"] is None:
+        return None
+    return ClaimedJob(
+        id=row["id"], tenant_id=row["tenant_id"], asset_id=row["asset_id"], job_type=row["job_type"],
+        priority=row["priority"], params=row["input_params"], attempts=row["attempts"],
+        max_attempts=row["max_attempts"], created_at=row["created_at"], started_at=row["started_at"],
+    )
 
 
 class _NotOurs(Exception):

@@ -11,14 +11,15 @@
   Others wait on standby and take over when that connection goes away.
 
 Too many nudges are harmless (an actor that finds nothing to claim returns), so the top-up only
-needs to be a lower bound.
+needs to be a lower bound; but each costs a claim query, so the supervisor caps them at its thread
+count, and actors that find work pass the nudge on to the next idle thread.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -27,9 +28,9 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from psycopg.rows import dict_row
 
-from schema.named_queries import queries
 from contentforge.errors import BrokerUnavailable, DatabaseUnavailable
 from contentforge.logging import get_logger
+from schema.named_queries import queries
 from workers.broker import ACTOR_NAME, queue_size
 from workers.claim import JobStore
 
@@ -122,12 +123,12 @@ class Relay:
                 next_sweep = now + self.sweep_interval
             wait = max(0.0, next_sweep - time.monotonic())
             if self._next_ready is not None:
-                until = (self._next_ready - datetime.now(timezone.utc)).total_seconds()
+                until = (self._next_ready - datetime.now(UTC)).total_seconds()
                 wait = min(wait, max(until, 0.0) + 0.005)
             notified = False
             for _ in conn.notifies(timeout=min(wait, 0.5), stop_after=1):
                 notified = True
-            if notified or (self._next_ready is not None and datetime.now(timezone.utc) >= self._next_ready):
+            if notified or (self._next_ready is not None and datetime.now(UTC) >= self._next_ready):
                 self._guarded(self.top_up)
 
     def _guarded(self, step: Any) -> None:

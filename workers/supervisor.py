@@ -10,6 +10,7 @@ then are released) and the supervisor exits 0.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from contentforge.logging import get_logger
 from contentforge.services import broker as broker_url
 from contentforge.services import database
 from contentforge.settings import Settings
+from workers.scratch import remove_scratch_of_dead_workers
 
 log = get_logger(__name__)
 
@@ -39,12 +41,12 @@ class Child:
 
 def _start_metrics(port: int, multiproc_dir: str, database_url: str) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     from workers.middleware import QueueCollector
+    from workers.multiproc import LockedMultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=multiproc_dir)
+    LockedMultiProcessCollector(registry, path=multiproc_dir)
     registry.register(QueueCollector(database_url))
     try:
         start_http_server(port, registry=registry)
@@ -84,7 +86,11 @@ def _supervise(settings: Settings, db_url: str, redis_url: str) -> int:
     children = [Child(spawn(), time.monotonic()) for _ in range(settings.worker_processes)]
     relay = Relay(database_url=db_url, broker=make_broker(redis_url), queue_name=settings.queue_name,
                   lease_seconds=settings.lease_seconds, sweep_interval=settings.sweep_interval_seconds,
-                  retention_days=settings.job_retention_days, max_nudges=settings.relay_max_nudges)
+                  retention_days=settings.job_retention_days,
+                  # Enough to wake every thread of this supervisor at once; actors that find work pass
+                  # the nudge on, so threads of other supervisors join too. More would mostly be
+                  # nudges that find nothing (each a claim query and two Redis round trips).
+                  max_nudges=min(settings.relay_max_nudges, settings.worker_processes * settings.worker_threads))
     relay_thread = threading.Thread(target=relay.run, args=(stop,), name="cf-relay", daemon=True)
     relay_thread.start()
     log.info("worker started", processes=settings.worker_processes, threads=settings.worker_threads,
@@ -99,6 +105,9 @@ def _supervise(settings: Settings, db_url: str, redis_url: str) -> int:
             delay = min(2.0 ** child.restarts, 30.0) if lived < CRASH_LOOP_SECONDS else 0.0
             log.warning("worker process exited; starting another", pid=child.proc.pid, exit_code=code,
                         restart_in=delay)
+            if metrics_dir:
+                _fold_metrics(child.proc.pid, metrics_dir)
+            remove_scratch_of_dead_workers(child.proc.pid)  # its downloads and partial outputs
             if delay and stop.wait(delay):
                 break
             child.restarts = child.restarts + 1 if lived < CRASH_LOOP_SECONDS else 0
@@ -118,5 +127,17 @@ def _supervise(settings: Settings, db_url: str, redis_url: str) -> int:
             child.proc.kill()
             child.proc.wait()
     relay_thread.join(5)
+    if metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     log.info("worker stopped")
     return 0
+
+
+def _fold_metrics(pid: int, metrics_dir: str) -> None:
+    """Fold a dead worker process's metric files into the archives (its counts stay counted)."""
+    from workers.multiproc import fold_dead_process
+
+    try:
+        fold_dead_process(pid, metrics_dir)
+    except (OSError, ValueError) as exc:  # a corrupt file must not stop the supervisor
+        log.warning("could not fold the metrics of a dead worker process", pid=pid, error=str(exc))

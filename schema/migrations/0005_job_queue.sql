@@ -100,21 +100,22 @@ CREATE TRIGGER jobs_notify AFTER INSERT ON public.asset_processing_jobs
 -- failed with the reason when one failed for good.
 CREATE FUNCTION app_private.roll_up_asset(p_tenant_id uuid, p_asset_id uuid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
-DECLARE
-  v record;
 BEGIN
-  SELECT count(*) FILTER (WHERE j.status IN ('pending', 'running')) AS active,
-         count(*) FILTER (WHERE j.status = 'failed') AS failed,
-         count(*) FILTER (WHERE j.status = 'completed') AS completed,
-         count(*) FILTER (WHERE j.status <> 'cancelled') AS counted,
-         coalesce(round(avg(CASE WHEN j.status IN ('completed', 'failed') THEN 100 ELSE j.progress END)
-                        FILTER (WHERE j.status <> 'cancelled')), 0)::int AS progress,
-         (array_agg(j.job_type || ': ' || j.error_message ORDER BY j.completed_at DESC)
-            FILTER (WHERE j.status = 'failed'))[1] AS error
-  INTO v
-  FROM public.asset_processing_jobs j
-  WHERE j.tenant_id = p_tenant_id AND j.asset_id = p_asset_id;
-
+  -- One statement (aggregate and update together), in plpgsql so that its plan is cached (a
+  -- LANGUAGE sql function that cannot be inlined is planned again on every call): this runs on
+  -- every job completion.
+  WITH v AS (
+    SELECT count(*) FILTER (WHERE j.status IN ('pending', 'running')) AS active,
+           count(*) FILTER (WHERE j.status = 'failed') AS failed,
+           count(*) FILTER (WHERE j.status = 'completed') AS completed,
+           count(*) FILTER (WHERE j.status <> 'cancelled') AS counted,
+           coalesce(round(avg(CASE WHEN j.status IN ('completed', 'failed') THEN 100 ELSE j.progress END)
+                          FILTER (WHERE j.status <> 'cancelled')), 0)::int AS progress,
+           (array_agg(j.job_type || ': ' || j.error_message ORDER BY j.completed_at DESC)
+              FILTER (WHERE j.status = 'failed'))[1] AS error
+    FROM public.asset_processing_jobs j
+    WHERE j.tenant_id = p_tenant_id AND j.asset_id = p_asset_id
+  )
   UPDATE public.assets a SET
     processing_status = CASE
       WHEN v.active > 0 THEN 'processing'
@@ -123,6 +124,7 @@ BEGIN
       ELSE a.processing_status END::public.asset_status_enum,
     processing_progress = CASE WHEN v.counted = 0 THEN a.processing_progress ELSE least(v.progress, 100) END,
     processing_error = CASE WHEN v.active = 0 AND v.failed > 0 THEN v.error ELSE NULL END
+  FROM v
   WHERE a.tenant_id = p_tenant_id AND a.id = p_asset_id AND a.processing_status <> 'deleted'
     AND (a.processing_status, a.processing_progress, a.processing_error) IS DISTINCT FROM (
       CASE WHEN v.active > 0 THEN 'processing' WHEN v.failed > 0 THEN 'failed'
@@ -138,14 +140,23 @@ BEGIN
   IF TG_OP = 'DELETE' THEN
     RETURN NULL;  -- purging finished jobs leaves the asset's status as it was
   END IF;
-  IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status OR NEW.progress IS DISTINCT FROM OLD.progress THEN
-    PERFORM app_private.roll_up_asset(NEW.tenant_id, NEW.asset_id);
-  END IF;
+  -- The triggers' WHEN clause already filtered out updates that cannot change the roll-up.
+  PERFORM app_private.roll_up_asset(NEW.tenant_id, NEW.asset_id);
   RETURN NULL;
 END;
 $$;
-CREATE TRIGGER jobs_roll_up AFTER INSERT OR UPDATE OF status, progress ON public.asset_processing_jobs
+CREATE TRIGGER jobs_roll_up_insert AFTER INSERT ON public.asset_processing_jobs
   FOR EACH ROW EXECUTE FUNCTION app_private.jobs_roll_up();
+-- Only changes that can move the roll-up: a job entering or leaving the active states (pending,
+-- running), a finished job changing outcome, or progress. Claiming (pending -> running, progress
+-- stays 0) and releasing (running -> pending) change none of roll_up_asset's inputs, so the
+-- aggregate is skipped for them; the WHEN clause is evaluated without calling any function.
+CREATE TRIGGER jobs_roll_up AFTER UPDATE OF status, progress ON public.asset_processing_jobs
+  FOR EACH ROW
+  WHEN (OLD.progress IS DISTINCT FROM NEW.progress
+        OR (OLD.status IS DISTINCT FROM NEW.status
+            AND NOT (OLD.status IN ('pending', 'running') AND NEW.status IN ('pending', 'running'))))
+  EXECUTE FUNCTION app_private.jobs_roll_up();
 
 -- ---------------------------------------------------------------------------------------------
 -- Enqueue: the public API, callable from any language.
