@@ -128,7 +128,7 @@ class Ours:
     def latency(self, jobs: int, gap: float) -> dict:
         asset = self.conn.execute("SELECT id FROM assets LIMIT 1").fetchone()[0]
         ids = []
-        for i in range(jobs):
+        for _i in range(jobs):
             ids.append(self.conn.execute("SELECT enqueue_asset_job(%s, 'noop', jsonb_build_object('lat', %s::text))",
                                          (asset, str(uuid.uuid4()))).fetchone()[0])
             time.sleep(gap)

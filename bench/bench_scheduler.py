@@ -500,7 +500,7 @@ def diagnose(url: str, settings: Settings, storage_url: str, explain_ms: int) ->
         for attempt in (1, 2):
             notices: list[str] = []
             with connect(url, autocommit=True) as conn:
-                conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+                conn.add_notice_handler(lambda d, sink=notices: sink.append(d.message_primary or ""))
                 conn.execute("LOAD 'auto_explain'")
                 for k, v in {"auto_explain.log_min_duration": f"{explain_ms}ms", "auto_explain.log_analyze": "on",
                              "auto_explain.log_buffers": "on", "auto_explain.log_nested_statements": "on",
@@ -617,7 +617,7 @@ def trim(plan: str, keep: int = 60) -> str:
     lines = plan.splitlines()
     if len(lines) <= keep:
         return plan
-    return "\n".join(lines[:keep] + [f"... ({len(lines) - keep} more lines)"])
+    return "\n".join([*lines[:keep], f"... ({len(lines) - keep} more lines)"])
 
 
 # --------------------------------------------------------------------------- main
@@ -677,7 +677,7 @@ def main() -> None:
     plans: list[dict[str, Any]] = []
     clones = [f"{a.db}_run{i}" for i in range(a.reps)] + ([] if a.no_diagnose else [f"{a.db}_diag"])
     try:
-        for i, clone in enumerate(clones):
+        for _i, clone in enumerate(clones):
             drop_db(a.admin_url, clone)
             t0 = time.perf_counter()
             admin_exec(a.admin_url, sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(

@@ -209,7 +209,7 @@ def timed(conn: psycopg.Connection[Any], query: str, params: dict[str, Any], war
     samples.sort()
     return {
         "median": statistics.median(samples),
-        "p95": samples[min(len(samples) - 1, int(round(0.95 * len(samples))) - 1)],
+        "p95": samples[min(len(samples) - 1, round(0.95 * len(samples)) - 1)],
         "min": samples[0],
         "rows": len(rows) if len(rows) != 1 or len(rows[0]) != 1 else rows[0][0],
     }
@@ -328,7 +328,7 @@ def main() -> None:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(args.db)))
 
     # ----------------------------------------------------------------------- report
-    cmd = "  ".join([".venv/bin/python bench/bench_schema.py"] + sys.argv[1:])
+    cmd = "  ".join([".venv/bin/python bench/bench_schema.py", *sys.argv[1:]])
     print(f"Command: `{cmd}` (run on {time.strftime('%Y-%m-%d')}).\n")
     print(f"Data: {facts[0]:,} content rows, {args.tenants} tenants x 5 users; measured tenant has "
           f"{facts[1]:,} rows ({facts[2]:,} published); content table {facts[4]} heap, {facts[3]} with indexes "

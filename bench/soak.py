@@ -632,7 +632,7 @@ class Soak:
             try:
                 f = self.inject(kind)
                 say(f"fault {len(self.faults):3d}: {kind:18s} {f.detail}")
-            except Exception as exc:  # noqa: BLE001 - a fault that cannot be injected is reported, not fatal
+            except Exception as exc:
                 self.errors.append(f"fault {kind} could not be injected: {exc!r}")
 
     # --- sampling -------------------------------------------------------------------------------
@@ -703,7 +703,7 @@ class Soak:
         def wrapped() -> None:
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - a crashed thread fails the run through self.errors
+            except Exception:
                 self.errors.append(f"{fn.__name__} crashed:\n{traceback.format_exc()}")
                 say(self.errors[-1])
         return wrapped
@@ -1175,7 +1175,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         res = soak.run()
-    except BaseException:  # noqa: BLE001 - Ctrl-C or a harness bug: clean up, then exit 2
+    except BaseException:
         traceback.print_exc()
         soak.cleanup()
         return 2

@@ -47,9 +47,8 @@ def test_lost_nudges_are_replaced_by_the_sweep(in_process, world: World, conn: p
     """When Redis loses every nudge (queue flushed), the job still runs within about one sweep interval."""
     w = in_process(consume=False)  # relay only: the nudge waits in Redis
     job_id = enqueue(conn, world.asset)
-    from workers.broker import queue_size
-
     from tests.integration.queue.conftest import wait_for
+    from workers.broker import queue_size
 
     wait_for(lambda: queue_size(w.broker, w.settings.queue_name) >= 1, 5, "the relay's nudge")
     w.broker.flush(w.settings.queue_name)
