@@ -85,7 +85,10 @@ def _resolve_services() -> tuple[str, str]:
 
 
 ADMIN_URL, REDIS_URL = _resolve_services()
-SUPABASE_DIR = Path(__file__).resolve().parents[2] / "shared" / "supabase"
+# The Supabase stand-in (roles, auth schema, default grants). A copy lives in the repository so the
+# suite runs from any clone; test_supabase_standin_copy keeps it equal to ../shared/supabase when
+# that folder is present.
+SUPABASE_DIR = Path(__file__).resolve().parent / "supabase"
 RUN_ID = uuid.uuid4().hex[:8]
 _counter = itertools.count()
 
