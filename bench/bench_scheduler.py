@@ -57,7 +57,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from common import conninfo, sh
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,17 +87,6 @@ TAGS_PER_TENANT = 200
 OLD_MONTHS = (14, 15, 16)  # months back; retention 13 => these partitions are dropped
 
 
-def conninfo(base: str, **over: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(base)
-    info.update(over)
-    return psycopg.conninfo.make_conninfo(**info)
-
-
-def sh(cmd: str) -> str:
-    try:
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.rstrip()
-    except Exception as exc:  # pragma: no cover - informational only
-        return f"({cmd}: {exc})"
 
 
 def log(msg: str) -> None:

@@ -37,13 +37,13 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from common import conninfo, sh
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,17 +77,6 @@ TYPES = ["article", "blog_post", "video_lesson", "podcast_episode", "newsletter"
 ROLES = ["owner", "editor", "author", "member", "member"]  # slot 0..4 of each tenant
 
 
-def conninfo(base: str, **over: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(base)
-    info.update(over)
-    return psycopg.conninfo.make_conninfo(**info)
-
-
-def sh(cmd: str) -> str:
-    try:
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip()
-    except Exception as exc:  # pragma: no cover - informational only
-        return f"({cmd}: {exc})"
 
 
 def log(msg: str) -> None:
