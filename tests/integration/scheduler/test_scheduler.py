@@ -218,11 +218,11 @@ def test_one_active_scheduler_and_takeover(conn, db_url, tmp_path) -> None:
         standby = next(p for p in procs if p is not active)
         active.send_signal(signal.SIGKILL)
         active.wait(10)
+        # The standby must take over well within the promised minute: it is given 20 s.
         killed_at = time.monotonic()
         while time.monotonic() < killed_at + 20 and standby.pid not in publish_runs_by_pid():
             time.sleep(0.2)
         assert standby.pid in publish_runs_by_pid()
-        assert time.monotonic() - killed_at < 60
     finally:
         for p in procs:
             if p.poll() is None:
