@@ -9,13 +9,16 @@ from typing import Any
 
 from contentforge.services import database
 from contentforge.settings import Settings
+from contentforge.signals import stop_on_signals
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from scheduler.service import SchedulerService
 
+    stopping = stop_on_signals()  # before the embedded PostgreSQL starts
     with database(settings) as url:
-        SchedulerService(url, settings).serve()
+        if not stopping.is_set():
+            SchedulerService(url, settings, stopping=stopping).serve()
     return 0
 
 

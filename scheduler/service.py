@@ -11,7 +11,6 @@ instance at a time and a generous misfire grace, so a process that slept catches
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import threading
 from typing import Any
 
@@ -36,11 +35,12 @@ MISFIRE_GRACE_SECONDS = 6 * 3600
 
 
 class SchedulerService:
-    def __init__(self, db_url: str, settings: Settings, storage_url: str | None = None) -> None:
+    def __init__(self, db_url: str, settings: Settings, storage_url: str | None = None,
+                 stopping: threading.Event | None = None) -> None:
         self.db_url = db_url
         self.settings = settings
         self.storage_url = storage_url
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()  # `contentforge scheduler` passes one set by SIGTERM/SIGINT
         self.triggers = {name: schedules.parse(t.schedule(settings)) for name, t in TASKS.items()}
         self._leader_conn: psycopg.Connection[Any] | None = None
         self._aps: BackgroundScheduler | None = None
@@ -117,9 +117,7 @@ class SchedulerService:
         self._aps = aps
 
     def serve(self) -> None:
-        """Run until SIGTERM/SIGINT: stand by, lead, step down when the database connection is lost."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stopping.set())
+        """Run until `stopping` is set: stand by, lead, step down when the database connection is lost."""
         log.info("scheduler starting", tasks={n: t.schedule(self.settings) for n, t in TASKS.items()})
         poll = self.settings.scheduler_standby_poll_seconds
         try:

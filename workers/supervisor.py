@@ -23,6 +23,7 @@ from contentforge.logging import get_logger
 from contentforge.services import broker as broker_url
 from contentforge.services import database
 from contentforge.settings import Settings
+from contentforge.signals import stop_on_signals
 from workers.scratch import remove_scratch_of_dead_workers
 
 log = get_logger(__name__)
@@ -56,17 +57,17 @@ def _start_metrics(port: int, multiproc_dir: str, database_url: str) -> None:
 
 
 def run(settings: Settings) -> int:
+    stop = stop_on_signals()  # before the embedded services start
     with database(settings) as db_url, broker_url(settings) as redis_url:
-        return _supervise(settings, db_url, redis_url)
+        if stop.is_set():
+            log.info("worker stopped before it started")
+            return 0
+        return _supervise(settings, db_url, redis_url, stop)
 
 
-def _supervise(settings: Settings, db_url: str, redis_url: str) -> int:
+def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.Event) -> int:
     from workers.broker import make_broker
     from workers.relay import Relay
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     env = dict(os.environ)
     env.update({
