@@ -203,6 +203,7 @@ class Supervisor:
     def __init__(self, env: dict[str, str], logdir: Path, processes: int, threads: int) -> None:
         Supervisor.seq += 1
         self.n = Supervisor.seq
+        self.signalled = False  # sent SIGTERM: draining, not a victim for another fault
         self.logpath = logdir / f"supervisor-{self.n}.log"
         log = open(self.logpath, "ab")  # noqa: SIM115 - O_APPEND: every process writes whole lines
         self.proc = subprocess.Popen(
@@ -545,10 +546,21 @@ class Soak:
             victim.send_signal(signal.SIGKILL if kind == "sigkill_worker" else signal.SIGTERM)
             f.detail = f"pid {victim.pid}, {len(f.held_jobs)} running job(s)"
         elif kind == "sigterm_supervisor":
-            if len(sups) < 2:
-                f.detail = "skipped: only one supervisor alive"
+            # A victim has started its workers (so its handlers are installed: a SIGTERM while the
+            # interpreter is still importing is a death by signal, like any Python program) and is
+            # not already draining from an earlier fault.
+            ready: list[Supervisor] = []
+            for _ in range(50):  # a replacement takes a second or two to come up
+                sups = self.live_supervisors()
+                ready = [s for s in sups if not s.signalled and s.children()]
+                if len(sups) >= 2 and ready:
+                    break
+                time.sleep(0.2)
+            if len(sups) < 2 or not ready:
+                f.detail = "skipped: no second supervisor that is up and not draining"
                 return f
-            victim_sup = self.rng.choice(sups)
+            victim_sup = self.rng.choice(ready)
+            victim_sup.signalled = True
             f.observed_at = now()
             running = self.running_by_pid()
             f.pids = [c.pid for c in victim_sup.children()]
