@@ -44,6 +44,7 @@ CALLS = {
     "app_private.expired_engagement_partitions": "SELECT * FROM app_private.expired_engagement_partitions(0, now() + interval '2 months')",
     "app_private.maintain_partitions": "SELECT * FROM app_private.maintain_partitions(4, 1)",
     "app_private.refresh_content_analytics": "SELECT app_private.refresh_content_analytics()",
+    "app_private.roll_up_engagement": "SELECT * FROM app_private.roll_up_engagement(now() - interval '1 day')",
     "app_private.cleanup_old_editing_sessions": "SELECT * FROM app_private.cleanup_old_editing_sessions()",
     "app_private.recount_tag_usage": "SELECT app_private.recount_tag_usage()",
     "app_private.expire_stuck_uploads": "SELECT app_private.expire_stuck_uploads(interval '0')",
