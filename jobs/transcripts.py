@@ -227,9 +227,15 @@ def run(
     samples = extract_samples(source, info, workdir, timer.remaining(),
                               lambda f: progress(0.1 * f))
     engine = get_engine(params.get("engine") or DEFAULT_ENGINE, params.get("model"))
-    transcription = engine.transcribe(samples, language=language,
-                                      progress=lambda f: progress(0.1 + 0.85 * f))
-    timer.remaining()  # the engine runs in-process: at least report an overrun
+
+    def engine_progress(fraction: float) -> None:
+        # The engine runs in-process and reports after each segment: faster-whisper decodes lazily,
+        # so raising here stops it within a segment once the limit has passed.
+        timer.remaining()
+        progress(0.1 + 0.85 * fraction)
+
+    transcription = engine.transcribe(samples, language=language, progress=engine_progress)
+    timer.remaining()  # openai-whisper reports only at its end: at least report its overrun
     model_name = str(getattr(engine, "model_name", ""))
     texts = {
         "transcript.vtt": ("vtt", "text/vtt", to_vtt(transcription)),

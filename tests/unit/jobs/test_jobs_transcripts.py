@@ -97,3 +97,25 @@ def test_openai_whisper_runs_end_to_end(talk: Path, workdir: Path,
     assert len(doc["segments"]) == result.data["segments"]
     assert {o.name for o in result.outputs} == {
         "transcript.vtt", "transcript.srt", "transcript.json", "transcript.txt"}
+
+
+@pytest.mark.slow
+def test_time_limit_stops_faster_whisper_between_segments(tmp_path: Path, workdir: Path) -> None:
+    """Past the job's time limit, the in-process engine is stopped at its next segment instead of
+    decoding the rest of a long recording and failing only at the end."""
+    import time
+
+    from jobs.limits import MediaLimits
+
+    long_talk = mf.speech_wav(tmp_path, "long.wav", text=" ".join([mf.SPEECH_SENTENCE] * 14))  # ~70 s
+    reports: list[float] = []
+
+    def progress(fraction: float) -> None:
+        reports.append(fraction)
+        if fraction > 0.1 and len([r for r in reports if r > 0.1]) == 1:
+            time.sleep(3.5)  # the first segment is out: let the 3 s limit pass
+
+    with pytest.raises(PermanentJobError, match=r"longer than the 3 s limit"):
+        run_job("transcript", long_talk, workdir, {"engine": "faster-whisper"},
+                limits=MediaLimits(max_process_seconds=3), progress=progress)
+    assert max(reports) < 0.5, reports  # stopped within the first 30 s window of ~70 s
