@@ -142,9 +142,20 @@ def measure_loudness(
             out[key] = float(report[key])
         except (KeyError, ValueError) as exc:
             raise PermanentJobError(f"loudness could not be measured ({key} missing)") from exc
-    if out["input_i"] == float("-inf") or out["input_i"] < -70:
-        raise PermanentJobError("the audio is silent: there is no loudness to normalise")
     return out
+
+
+def is_silent(measured: dict[str, float]) -> bool:
+    """True when loudnorm measured nothing to normalise (below its -70 LUFS gate)."""
+    return measured["input_i"] == float("-inf") or measured["input_i"] < -70
+
+
+def normalise_args(target: float, measured: dict[str, float]) -> dict[str, Any]:
+    """loudnorm's second pass: linear gain from the first pass's measurement."""
+    return {"I": target, "TP": TRUE_PEAK_DBTP, "LRA": LOUDNESS_RANGE_LU,
+            "measured_I": measured["input_i"], "measured_TP": measured["input_tp"],
+            "measured_LRA": measured["input_lra"], "measured_thresh": measured["input_thresh"],
+            "offset": measured["target_offset"], "linear": "true"}
 
 
 def parse_target(params: dict[str, Any]) -> float:
@@ -168,12 +179,11 @@ def run_transcode(
     demuxer = info.sniffed.decoder or ""
     measured = measure_loudness(source, demuxer, target, timeout=timer.remaining(),
                                 duration=info.duration, progress=lambda f: progress(0.4 * f))
+    if is_silent(measured):
+        raise PermanentJobError("the audio is silent: there is no loudness to normalise")
     channels = min(2, (info.audio or {}).get("channels") or 2)
     normalised = ffmpeg.input_stream(source, demuxer).audio.filter(
-        "loudnorm", I=target, TP=TRUE_PEAK_DBTP, LRA=LOUDNESS_RANGE_LU,
-        measured_I=measured["input_i"], measured_TP=measured["input_tp"],
-        measured_LRA=measured["input_lra"], measured_thresh=measured["input_thresh"],
-        offset=measured["target_offset"], linear="true",
+        "loudnorm", **normalise_args(target, measured)
     ).filter("aresample", 48000).filter_multi_output("asplit", 2)
     m4a, opus = workdir / "audio.m4a", workdir / "audio.opus"
     common = {"ac": channels, "map_metadata": -1, "fs": limits.max_output_bytes}

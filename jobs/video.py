@@ -13,7 +13,7 @@ from typing import Any
 import ffmpeg as ffmpeg_python
 from PIL import Image, ImageStat
 
-from jobs import ffmpeg, images, probe
+from jobs import audio, ffmpeg, images, probe
 from jobs.errors import PermanentJobError
 from jobs.limits import MediaLimits
 from jobs.result import JobResult, OutputFile, Progress
@@ -213,10 +213,20 @@ def transcode_graph(
     heights: list[int],
     limits: MediaLimits,
     preset: str = "veryfast",
+    loudnorm: dict[str, Any] | None = None,
 ) -> tuple[Any, list[Path]]:
-    """One ffmpeg graph: decode once, split, scale and encode every rendition."""
+    """One ffmpeg graph: decode once, split, scale and encode every rendition; the soundtrack is
+    normalised once (``loudnorm``: the second-pass arguments) and shared by every rendition."""
     src = ffmpeg.input_stream(source, info.sniffed.decoder or "")
     video = src.video.filter_multi_output("split", len(heights)) if len(heights) > 1 else None
+    sound = None
+    if info.audio is not None:
+        sound = src.audio
+        if loudnorm is not None:
+            # loudnorm may resample internally (192 kHz in its dynamic fallback): back to 48 kHz.
+            sound = sound.filter("loudnorm", **loudnorm).filter("aresample", 48000)
+        if len(heights) > 1:
+            sound = sound.filter_multi_output("asplit", len(heights))
     outputs, paths = [], []
     fps = info.video["frame_rate"] if info.video else None
     gop = max(1, round((fps or 30) * 2))
@@ -234,8 +244,8 @@ def transcode_graph(
             "f": "mp4",
         }
         streams = [branch]
-        if info.audio is not None:
-            streams.append(src.audio)
+        if sound is not None:
+            streams.append(sound.stream(i) if len(heights) > 1 else sound)
             opts.update({"acodec": "aac", "audio_bitrate": AUDIO_BITRATE, "ac": 2})
         outputs.append(ffmpeg_python.output(*streams, str(path), **opts))
         paths.append(path)
@@ -303,13 +313,32 @@ def run_transcode(
     preset = params.get("preset", "veryfast")
     if preset not in ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"):
         raise PermanentJobError(f"unknown x264 preset {preset!r}")
+    normalise = params.get("normalize_audio", True)
+    if not isinstance(normalise, bool):
+        raise PermanentJobError("normalize_audio must be true or false")
     timer = ffmpeg.Timer(limits.max_process_seconds)
-    graph, paths = transcode_graph(source, info, workdir, heights, limits, preset)
+    loudness: dict[str, Any] = {"audio_normalised": False}
+    loudnorm = None
+    start = 0.0
+    if info.audio is not None and normalise:
+        # First pass over the soundtrack only (the video is demuxed, not decoded).
+        target = audio.parse_target(params)
+        measured = audio.measure_loudness(source, info.sniffed.decoder or "", target,
+                                          timeout=timer.remaining(), duration=info.duration,
+                                          progress=lambda f: progress(0.1 * f))
+        start = 0.1
+        silent = audio.is_silent(measured)  # a silent soundtrack stays as it is
+        loudness.update(loudness_target_lufs=target,
+                        input_loudness_lufs=None if silent else measured["input_i"])
+        if not silent:
+            loudnorm = audio.normalise_args(target, measured)
+            loudness["audio_normalised"] = True
+    graph, paths = transcode_graph(source, info, workdir, heights, limits, preset, loudnorm)
     want_hls = bool(params.get("hls"))
-    encode_share = 0.85 if want_hls else 1.0
+    encode_share = (0.85 if want_hls else 1.0) - start
     ffmpeg.run_ffmpeg(
         graph, timeout=timer.remaining(), duration=info.duration,
-        progress=lambda f: progress(f * encode_share), what="transcode",
+        progress=lambda f: progress(start + f * encode_share), what="transcode",
     )
     outputs: list[OutputFile] = []
     for height, path in zip(heights, paths, strict=True):
@@ -327,5 +356,6 @@ def run_transcode(
             "renditions": [f"{h}p" for h in heights],
             "hls": want_hls,
             "duration": info.duration,
+            **loudness,
         },
     )

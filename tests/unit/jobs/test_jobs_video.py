@@ -104,3 +104,37 @@ def test_1080p_default_ladder(tmp_path: Path, workdir: Path) -> None:
     assert heights == {"video_1080p.mp4": 1080, "video_720p.mp4": 720, "video_480p.mp4": 480}
     widths = {o.name: o.width for o in result.outputs}
     assert widths == {"video_1080p.mp4": 1920, "video_720p.mp4": 1280, "video_480p.mp4": 854}
+
+
+def test_soundtrack_loudness_normalised_in_every_rendition(tmp_path: Path, workdir: Path) -> None:
+    """A quiet soundtrack (about -43 LUFS) comes out of every rendition within 1 LU of -16 LUFS."""
+    from tests.unit.jobs.test_jobs_audio import integrated_loudness
+
+    src = mf.video(tmp_path, "quiet.mp4", size=(320, 240), seconds=4, tone_db=-40)
+    assert integrated_loudness(src) < -35
+    result = run_job("transcode", src, workdir, {"renditions": [240, 144]})
+    assert [o.name for o in result.outputs] == ["video_240p.mp4", "video_144p.mp4"]
+    assert result.data["audio_normalised"] is True and result.data["input_loudness_lufs"] < -35
+    for out in result.outputs:
+        assert abs(integrated_loudness(out.path) - (-16.0)) <= 1.0, out.name
+
+
+def test_soundtrack_normalisation_can_be_turned_off(tmp_path: Path, workdir: Path) -> None:
+    """normalize_audio=false keeps the soundtrack's loudness; a non-boolean value is refused."""
+    from jobs.errors import PermanentJobError
+    from tests.unit.jobs.test_jobs_audio import integrated_loudness
+
+    src = mf.video(tmp_path, "quiet.mp4", size=(320, 240), seconds=4, tone_db=-40)
+    result = run_job("transcode", src, workdir, {"normalize_audio": False})
+    assert result.data["audio_normalised"] is False
+    assert abs(integrated_loudness(result.outputs[0].path) - integrated_loudness(src)) <= 1.0
+    with pytest.raises(PermanentJobError, match="normalize_audio must be true or false"):
+        run_job("transcode", src, workdir, {"normalize_audio": "yes"})
+
+
+def test_silent_soundtrack_is_kept_not_failed(tmp_path: Path, workdir: Path) -> None:
+    """A video whose soundtrack is digital silence is transcoded; there is nothing to normalise."""
+    src = mf.video(tmp_path, "silent.mp4", size=(320, 240), seconds=2, tone_db=-200)
+    result = run_job("transcode", src, workdir, {})
+    assert result.data["audio_normalised"] is False and result.data["input_loudness_lufs"] is None
+    assert result.outputs[0].path.stat().st_size > 0
