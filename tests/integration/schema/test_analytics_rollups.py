@@ -78,6 +78,10 @@ def test_view_from_rollups_equals_the_raw_events(conn, tenant) -> None:
     add(60, 23)  # late events: up to a day old, as track_engagement allows
     conn.execute("SELECT app_private.refresh_content_analytics()")
     assert _from_view(conn, t) == _from_raw(conn, t)
+    # Totals follow by difference: re-rolling the same days again must not drift.
+    for _ in range(2):
+        conn.execute("SELECT app_private.refresh_content_analytics()")
+    assert _from_view(conn, t) == _from_raw(conn, t)
 
 
 def test_incremental_roll_up_leaves_old_days_alone_until_a_backfill(conn, tenant) -> None:
@@ -128,13 +132,20 @@ def test_totals_outlive_the_raw_partitions(conn, db_url, tenant) -> None:
 
 
 def test_deleted_content_leaves_no_rollups(conn, tenant) -> None:
-    """Rollup rows and viewers go with their content."""
+    """Daily rows, viewers and totals go with their content (and with a deleted tenant's content)."""
     t, u = tenant
     c = f.content(conn, t, u)
     _event(conn, t, c, "view", dt.datetime.now(dt.UTC), user_id=u)
     conn.execute("SELECT app_private.refresh_content_analytics()")
     counts = "SELECT (SELECT count(*) FROM app_private.content_engagement_daily) + " \
-             "(SELECT count(*) FROM app_private.content_viewers) AS n"
-    assert conn.execute(counts).fetchone()["n"] == 2
+             "(SELECT count(*) FROM app_private.content_viewers) + " \
+             "(SELECT count(*) FROM app_private.content_engagement_totals) AS n"
+    assert conn.execute(counts).fetchone()["n"] == 3
     conn.execute("DELETE FROM content WHERE id = %s", (c,))
+    assert conn.execute(counts).fetchone()["n"] == 0
+    other = f.content(conn, t, u)
+    _event(conn, t, other, "view", dt.datetime.now(dt.UTC), session="s")
+    conn.execute("SELECT app_private.refresh_content_analytics()")
+    assert conn.execute(counts).fetchone()["n"] == 3
+    conn.execute("DELETE FROM tenants WHERE id = %s", (t,))
     assert conn.execute(counts).fetchone()["n"] == 0
