@@ -171,11 +171,12 @@ def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
             start, cpu_start = time.perf_counter(), cpu_now()
             images.run_thumbnail(sources["photo"], out, {"widths": widths, "formats": formats},
                                  limits, no_progress, sniffed)
-    elif name == "transcode_ours":
+    elif name in ("transcode_ours", "transcode_ours_no_loudnorm"):
         from jobs import transcode
 
+        params = {"normalize_audio": False} if name.endswith("no_loudnorm") else {}
         start, cpu_start = time.perf_counter(), cpu_now()
-        transcode.run(sources["hd"], out, {}, limits, no_progress)
+        transcode.run(sources["hd"], out, params, limits, no_progress)
     elif name == "transcode_hand":
         start, cpu_start = time.perf_counter(), cpu_now()
         subprocess.run(hand_typed_transcode(sources["hd"], out), check=True)
@@ -274,7 +275,10 @@ def main() -> None:
                            with_checkpoint="transcript" in args.only.split(","))
     groups = {
         "images": [("img_1280_ours", "img_1280_vips"), ("img_ladder_ours", "img_ladder_vips")],
-        "transcode": [("transcode_ours", "transcode_hand")],
+        # The hand-typed command does not normalise the soundtrack: compare it with ours without
+        # normalisation, and ours with and without it for what the loudness pass costs.
+        "transcode": [("transcode_ours_no_loudnorm", "transcode_hand"),
+                      ("transcode_ours", "transcode_ours_no_loudnorm")],
         "transcript": [("transcript_faster", "transcript_openai"),
                        ("transcript_faster", "transcript_openai_beam5")],
     }
