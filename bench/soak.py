@@ -551,8 +551,9 @@ class Soak:
             # not already draining from an earlier fault.
             ready: list[Supervisor] = []
             for _ in range(50):  # a replacement takes a second or two to come up
-                sups = self.live_supervisors()
-                ready = [s for s in sups if not s.signalled and s.children()]
+                # Two supervisors not draining, so that one keeps taking work after the SIGTERM.
+                sups = [s for s in self.live_supervisors() if not s.signalled]
+                ready = [s for s in sups if s.children()]
                 if len(sups) >= 2 and ready:
                     break
                 time.sleep(0.2)

@@ -97,14 +97,21 @@ DECLARE
 BEGIN
   SELECT s.last_started_at INTO v_last FROM app_private.engagement_rollup_state s FOR UPDATE;
   -- From -infinity the first time. (Plain bounds, no "IS NULL OR": the bound must reach the plan,
-  -- so that only the recent partitions and blocks are read.)
-  v_lo := coalesce(p_since, v_last - interval '2 days', '-infinity');
+  -- so that only the recent partitions and blocks are read.) A p_since later than the usual
+  -- window never skips it.
+  v_lo := coalesce(least(p_since, v_last - interval '2 days'), '-infinity');
+  IF p_since IS NOT NULL THEN
+    -- Never re-roll days whose raw events the retention has dropped: their daily rows would be
+    -- deleted and not rebuilt. (A scan of the retained events; only for a backfill.)
+    v_lo := greatest(v_lo, coalesce((SELECT min(e.created_at) FROM public.content_engagement e), 'infinity'));
+  END IF;
   -- Whole UTC days: the first day is recomputed from its midnight.
   v_from := (v_lo AT TIME ZONE 'UTC')::date;
   v_lo := v_from::timestamp AT TIME ZONE 'UTC';
 
-  IF v_from = '-infinity' THEN
+  IF v_from = '-infinity' THEN  -- everything is rebuilt
     DELETE FROM app_private.content_engagement_totals;
+    DELETE FROM app_private.content_viewers;
   END IF;
 
   -- The totals follow the daily rows by difference, so that only the re-rolled days are read:
@@ -169,15 +176,31 @@ BEGIN
       AND e.created_at >= v_lo
     GROUP BY 1, 2, 3
     ON CONFLICT (tenant_id, content_id, viewer) DO NOTHING
-    RETURNING tenant_id, content_id
+    RETURNING tenant_id, content_id, first_seen_at
   ), per_content AS (
-    SELECT a.tenant_id, a.content_id, count(*) AS n FROM added a GROUP BY a.tenant_id, a.content_id
+    SELECT a.tenant_id, a.content_id, count(*) AS n, max(a.first_seen_at) AS seen
+    FROM added a GROUP BY a.tenant_id, a.content_id
   ), counted AS (
-    UPDATE app_private.content_engagement_totals t SET unique_views = t.unique_views + p.n
-    FROM per_content p WHERE t.tenant_id = p.tenant_id AND t.content_id = p.content_id
-    RETURNING p.n
+    -- An upsert: a first view committed after the statement above has no totals row yet.
+    INSERT INTO app_private.content_engagement_totals AS t
+      (tenant_id, content_id, total_views, unique_views, likes, shares, bookmarks, comments, completions, last_activity)
+    SELECT p.tenant_id, p.content_id, 0, p.n, 0, 0, 0, 0, 0, p.seen FROM per_content p
+    ON CONFLICT (tenant_id, content_id) DO UPDATE SET unique_views = t.unique_views + EXCLUDED.unique_views
   )
-  SELECT coalesce(sum(c.n), 0) INTO new_viewers FROM counted c;
+  SELECT coalesce(sum(p.n), 0) INTO new_viewers FROM per_content p;  -- "counted" runs all the same
+
+  -- Content deleted while this roll-up read its events: the deletion's trigger could not see the
+  -- rows written here. Every content with rollups has a totals row, so that table finds them.
+  WITH gone AS (
+    DELETE FROM app_private.content_engagement_totals t
+    WHERE NOT EXISTS (SELECT 1 FROM public.content c WHERE c.id = t.content_id AND c.tenant_id = t.tenant_id)
+    RETURNING t.tenant_id, t.content_id
+  ), viewers_gone AS (
+    DELETE FROM app_private.content_viewers v USING gone g
+    WHERE v.tenant_id = g.tenant_id AND v.content_id = g.content_id
+  )
+  DELETE FROM app_private.content_engagement_daily d USING gone g
+  WHERE d.tenant_id = g.tenant_id AND d.content_id = g.content_id;
 
   UPDATE app_private.engagement_rollup_state SET last_started_at = now(),
     last_since = nullif(v_lo, '-infinity');

@@ -149,3 +149,41 @@ def test_deleted_content_leaves_no_rollups(conn, tenant) -> None:
     assert conn.execute(counts).fetchone()["n"] == 3
     conn.execute("DELETE FROM tenants WHERE id = %s", (t,))
     assert conn.execute(counts).fetchone()["n"] == 0
+
+
+def test_backfill_never_reaches_past_the_retained_events(conn, tenant) -> None:
+    """A backfill from before the oldest retained event (even from -infinity) keeps the counts of
+    the dropped month and does not zero the unique views."""
+    t, u = tenant
+    c = f.content(conn, t, u)
+    now = dt.datetime.now(dt.UTC)
+    for i in range(3):
+        _event(conn, t, c, "view", now - dt.timedelta(days=40), session=f"old{i}")
+    _event(conn, t, c, "view", now, session="new")
+    conn.execute("SELECT app_private.refresh_content_analytics()")
+    # The month of the old events is gone from the raw table (as if the retention dropped it).
+    conn.execute("DELETE FROM content_engagement WHERE created_at < %s", (now - dt.timedelta(days=30),))
+    conn.execute("SELECT * FROM app_private.roll_up_engagement(p_since => %s)", (now - dt.timedelta(days=400),))
+    conn.execute("SELECT app_private.refresh_content_analytics()")
+    assert (_from_view(conn, t)[c]["total_views"], _from_view(conn, t)[c]["unique_views"]) == (4, 4)
+
+    conn.execute("SELECT * FROM app_private.roll_up_engagement(p_since => '-infinity')")
+    conn.execute("SELECT app_private.refresh_content_analytics()")
+    assert (_from_view(conn, t)[c]["total_views"], _from_view(conn, t)[c]["unique_views"]) == (4, 4)
+
+
+def test_rollups_of_content_deleted_behind_the_triggers_back_are_removed(conn, tenant) -> None:
+    """Rollup rows whose content no longer exists (a deletion that raced a roll-up) are removed
+    by the next roll-up."""
+    t, u = tenant
+    c = f.content(conn, t, u)
+    _event(conn, t, c, "view", dt.datetime.now(dt.UTC), session="s")
+    conn.execute("SELECT app_private.refresh_content_analytics()")
+    conn.execute("ALTER TABLE content DISABLE TRIGGER drop_rollups")
+    conn.execute("DELETE FROM content WHERE id = %s", (c,))
+    conn.execute("ALTER TABLE content ENABLE TRIGGER drop_rollups")
+    left = "SELECT (SELECT count(*) FROM app_private.content_viewers WHERE content_id = %(c)s) + " \
+           "(SELECT count(*) FROM app_private.content_engagement_totals WHERE content_id = %(c)s) AS n"
+    assert conn.execute(left, {"c": c}).fetchone()["n"] == 2
+    conn.execute("SELECT * FROM app_private.roll_up_engagement()")
+    assert conn.execute(left, {"c": c}).fetchone()["n"] == 0
