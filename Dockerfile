@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # contentforge: one image for migrate, worker and scheduler (see compose.yaml).
 #
-#   docker build -t contentforge .                          # default: faster-whisper transcripts
-#   docker build -t contentforge:whisper --build-arg EXTRAS=whisper .   # + openai-whisper on CPU torch
+#   docker build -t contentforge .          # worker, scheduler, S3: faster-whisper transcripts
+#   docker build -t contentforge:whisper --build-arg EXTRAS=worker,scheduler,s3,whisper .   # + openai-whisper on CPU torch
 #
 # Layers are ordered from least to most often changed: OS packages, Python dependencies (only
 # re-installed when pyproject.toml changes), then our source.
@@ -17,16 +17,22 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
 # Dependencies first: this layer is reused until pyproject.toml changes.
-ARG EXTRAS=""
+ARG EXTRAS="worker,scheduler,s3"
 # openai-whisper needs torch; take PyTorch's CPU wheels (a plain `torch` pulls gigabytes of CUDA).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 COPY pyproject.toml ./
 RUN python - <<'PY' > /tmp/requirements.txt
 import os, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-deps = list(project["dependencies"])
-for extra in filter(None, os.environ.get("EXTRAS", "").split(",")):
-    deps += project["optional-dependencies"][extra]
+extras = project["optional-dependencies"]
+def expand(names):  # an extra may name others as contentforge[a,b]
+    for name in names:
+        for dep in extras[name]:
+            if dep.startswith("contentforge["):
+                yield from expand(dep[len("contentforge["):-1].split(","))
+            else:
+                yield dep
+deps = list(project["dependencies"]) + list(expand(filter(None, os.environ.get("EXTRAS", "").split(","))))
 print("\n".join(deps))
 PY
 RUN if grep -q '^torch' /tmp/requirements.txt; then \
@@ -41,6 +47,7 @@ COPY schema ./schema
 COPY jobs ./jobs
 COPY workers ./workers
 COPY scheduler ./scheduler
+COPY cli ./cli
 RUN pip install --no-deps .
 
 # ---- runtime: slim, ffmpeg, non-root -----------------------------------------------------------

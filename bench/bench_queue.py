@@ -80,7 +80,7 @@ class Ours:
                     "CONTENTFORGE_LOG_LEVEL": "WARNING", "CONTENTFORGE_LOG_FORMAT": "json",
                     "CONTENTFORGE_SWEEP_INTERVAL_SECONDS": str(sweep),
                     "CONTENTFORGE_JOB_RETENTION_DAYS": str(retention_days)})
-        self.proc = subprocess.Popen([sys.executable, "-m", "contentforge.cli", "worker", "--processes",
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli", "worker", "--processes",
                                       str(processes), "--threads", str(threads)], env=env, start_new_session=True,
                                      stderr=subprocess.DEVNULL)
         time.sleep(2.0)  # processes up and polling

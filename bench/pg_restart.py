@@ -173,7 +173,7 @@ def main() -> int:
                     "CONTENTFORGE_LOG_FORMAT": "json", "CONTENTFORGE_LEASE_SECONDS": "3",
                     "CONTENTFORGE_SWEEP_INTERVAL_SECONDS": "0.5", "CONTENTFORGE_ALLOW_TEST_JOBS": "true"})
         log = open(folder / "worker.log", "wb")  # noqa: SIM115 - closed right after the start
-        worker = subprocess.Popen([sys.executable, "-m", "contentforge.cli", "worker", "--processes", "2",
+        worker = subprocess.Popen([sys.executable, "-m", "cli", "worker", "--processes", "2",
                                    "--threads", "2"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         log.close()

@@ -207,7 +207,7 @@ class Supervisor:
         self.logpath = logdir / f"supervisor-{self.n}.log"
         log = open(self.logpath, "ab")  # noqa: SIM115 - O_APPEND: every process writes whole lines
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "contentforge.cli", "worker", "--processes", str(processes),
+            [sys.executable, "-m", "cli", "worker", "--processes", str(processes),
              "--threads", str(threads)], env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
         log.close()
 

@@ -16,8 +16,6 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobs.limits import MediaLimits
-
 
 def _url(name: str) -> Any:
     """A service URL read from its conventional name, or from CONTENTFORGE_<name>."""
@@ -76,13 +74,15 @@ class Settings(BaseSettings):
     job_retention_days: int = Field(default=7, ge=0)
 
     # --- media -----------------------------------------------------------------------------
-    max_image_pixels: int = MediaLimits.max_image_pixels
-    max_video_dimension: int = MediaLimits.max_video_dimension
-    max_duration_seconds: float = MediaLimits.max_duration_seconds
-    max_animation_frames: int = MediaLimits.max_animation_frames
-    max_source_bytes: int = MediaLimits.max_source_bytes
-    max_output_bytes: int = MediaLimits.max_output_bytes
-    max_process_seconds: float = MediaLimits.max_process_seconds
+    # The limits of jobs.limits.MediaLimits, with the same defaults (a test keeps them equal);
+    # the worker builds its MediaLimits from these, so reading settings loads no media library.
+    max_image_pixels: int = 50_000_000
+    max_video_dimension: int = 8192
+    max_duration_seconds: float = 4 * 3600
+    max_animation_frames: int = 1000
+    max_source_bytes: int = 5 * 1024**3
+    max_output_bytes: int = 2 * 1024**3
+    max_process_seconds: float = 3600.0
     #: Speech engine for transcripts: faster-whisper (default) or openai-whisper.
     transcript_engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     #: Model name or path for the engine; unset picks the engine's default.
@@ -110,17 +110,6 @@ class Settings(BaseSettings):
     failed_asset_retention_days: int = Field(default=7, ge=0)
     #: Search queries (personal data) are kept this many days.
     search_query_retention_days: int = Field(default=90, ge=1)
-
-    def media_limits(self) -> MediaLimits:
-        return MediaLimits(
-            max_image_pixels=self.max_image_pixels,
-            max_video_dimension=self.max_video_dimension,
-            max_duration_seconds=self.max_duration_seconds,
-            max_animation_frames=self.max_animation_frames,
-            max_source_bytes=self.max_source_bytes,
-            max_output_bytes=self.max_output_bytes,
-            max_process_seconds=self.max_process_seconds,
-        )
 
 
 @lru_cache(maxsize=1)

@@ -4,24 +4,36 @@ Nothing here touches the database, the broker or object storage: the workers dow
 to a temporary directory, call :func:`run_job`, upload what it returns and record the result.
 Job functions raise :class:`PermanentJobError` for bad input and :class:`TransientJobError` for
 passing outages (``jobs.errors``).
+
+The names below load on first use (PEP 562): importing ``jobs.limits`` or ``jobs.errors`` does not
+load the registry and with it Pillow, ffmpeg-python and the speech engines.
 """
 
-from jobs.errors import JobError, JobInterrupted, PermanentJobError, TransientJobError, UnknownJobType
-from jobs.limits import MediaLimits
-from jobs.registry import JOB_TYPES, JobSpec, run_job
-from jobs.result import JobResult, OutputFile, Progress
+from __future__ import annotations
 
-__all__ = [
-    "JOB_TYPES",
-    "JobError",
-    "JobInterrupted",
-    "JobResult",
-    "JobSpec",
-    "MediaLimits",
-    "OutputFile",
-    "PermanentJobError",
-    "Progress",
-    "TransientJobError",
-    "UnknownJobType",
-    "run_job",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "JobError": "jobs.errors",
+    "JobInterrupted": "jobs.errors",
+    "PermanentJobError": "jobs.errors",
+    "TransientJobError": "jobs.errors",
+    "UnknownJobType": "jobs.errors",
+    "MediaLimits": "jobs.limits",
+    "JOB_TYPES": "jobs.registry",
+    "JobSpec": "jobs.registry",
+    "run_job": "jobs.registry",
+    "JobResult": "jobs.result",
+    "OutputFile": "jobs.result",
+    "Progress": "jobs.result",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jobs' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

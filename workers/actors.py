@@ -41,6 +41,7 @@ from jobs import JOB_TYPES, JobInterrupted, PermanentJobError, TransientJobError
 from jobs.result import JobResult
 from workers.broker import ACTOR_NAME
 from workers.claim import AssetUpdate, ClaimedJob, JobStore, retry_delay
+from workers.limits import media_limits
 from workers.middleware import JobRecord, job_context
 from workers.scratch import SCRATCH_PREFIX, remove_scratch_of_dead_workers
 
@@ -85,7 +86,7 @@ class Runtime:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds)
-        self.limits = settings.media_limits()
+        self.limits = media_limits(settings)
         self.stopping = threading.Event()
         self._active: set[ActiveJob] = set()
         self._lock = threading.Lock()

@@ -20,7 +20,7 @@ def test_sigterm_while_embedded_services_start_is_a_clean_stop(tmp_path: Path, c
     ends the command with exit code 0 and stops that PostgreSQL, instead of a death by signal that
     leaves a postmaster running on the data folder."""
     pidfile = tmp_path / "data" / "postgres" / "postmaster.pid"
-    proc = subprocess.Popen([sys.executable, "-m", "contentforge.cli", *command],
+    proc = subprocess.Popen([sys.executable, "-m", "cli", *command],
                             cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

@@ -22,7 +22,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _process(tmp_path: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "contentforge.cli", "process", *args], cwd=tmp_path,
+    return subprocess.run([sys.executable, "-m", "cli", "process", *args], cwd=tmp_path,
                           env=_env(tmp_path), capture_output=True, text=True, timeout=timeout)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from contentforge.settings import Settings
 from jobs.limits import MediaLimits
+from workers.limits import media_limits
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +32,13 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CONTENTFORGE_MAX_IMAGE_PIXELS", "1000")
     s = Settings(_env_file=None)
     assert s.database_url == "postgresql://x@h/db"
-    assert s.media_limits() == MediaLimits(max_image_pixels=1000)
+    assert media_limits(s) == MediaLimits(max_image_pixels=1000)
+
+
+@pytest.mark.parametrize("limit", [f.name for f in fields(MediaLimits)])
+def test_media_limit_settings_default_to_the_job_limits(limit: str) -> None:
+    """Every media limit is a setting whose default is the documented default of MediaLimits."""
+    assert Settings.model_fields[limit].default == getattr(MediaLimits(), limit)
 
 
 def test_a_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,15 +62,15 @@ def test_cli_enqueue_prints_the_job_id_and_jobs_list_shows_it(world: World, conn
                                                                settings: Settings) -> None:
     """`contentforge enqueue` prints a job id that `contentforge jobs list --json` then reports."""
     env = worker_env(settings)
-    out = subprocess.run([sys.executable, "-m", "contentforge.cli", "enqueue", str(world.asset), "noop",
+    out = subprocess.run([sys.executable, "-m", "cli", "enqueue", str(world.asset), "noop",
                           "--params", '{"n": 5}', "--priority", "7"], env=env, capture_output=True, text=True,
                          check=True)
     job_id = out.stdout.strip()
-    listed = subprocess.run([sys.executable, "-m", "contentforge.cli", "jobs", "list", "--tenant", str(world.tenant),
+    listed = subprocess.run([sys.executable, "-m", "cli", "jobs", "list", "--tenant", str(world.tenant),
                              "--status", "pending", "--json"], env=env, capture_output=True, text=True, check=True)
     rows = json.loads(listed.stdout)
     assert [(r["id"], r["priority"]) for r in rows] == [(job_id, 7)]
-    bad = subprocess.run([sys.executable, "-m", "contentforge.cli", "enqueue", str(world.asset), "transcode"],
+    bad = subprocess.run([sys.executable, "-m", "cli", "enqueue", str(world.asset), "transcode"],
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2
     assert 'job type "transcode" does not apply to image assets' in bad.stderr

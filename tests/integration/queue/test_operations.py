@@ -102,7 +102,7 @@ def test_jobs_queued_while_redis_is_down_run_once_it_is_back(own_redis: RedisSer
 
 # --- the CLI -------------------------------------------------------------------------------------
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "contentforge.cli", "jobs", *args], env=worker_env(settings),
+    return subprocess.run([sys.executable, "-m", "cli", "jobs", *args], env=worker_env(settings),
                           capture_output=True, text=True, timeout=60)
 
 

@@ -176,7 +176,7 @@ def test_bad_schedule_is_a_clear_error() -> None:
 
 def _cli(db_url: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": db_url, "CONTENTFORGE_LOG_FORMAT": "json", **extra}
-    return subprocess.run([sys.executable, "-m", "contentforge.cli", "scheduler", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "cli", "scheduler", *args], env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -202,7 +202,7 @@ def test_one_active_scheduler_and_takeover(conn, db_url, tmp_path) -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "CONTENTFORGE_LOG_FORMAT": "json",
            "CONTENTFORGE_DATA_DIR": str(tmp_path), "CONTENTFORGE_SCHEDULER_STANDBY_POLL_SECONDS": "0.5",
            "CONTENTFORGE_SCHEDULE_PUBLISH": "every 1s"}
-    procs = [subprocess.Popen([sys.executable, "-m", "contentforge.cli", "scheduler"], env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "cli", "scheduler"], env=env,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
         def publish_runs_by_pid() -> dict[int, int]:

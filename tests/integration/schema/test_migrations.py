@@ -107,7 +107,7 @@ def test_applies_on_supabase_standin_as_its_owner(supabase_db: str) -> None:
 def test_cli_status_json_after_migrate(fresh_db: str) -> None:
     """`contentforge db migrate` then `db status --json` reports every migration applied, exit 0."""
     env = {"DATABASE_URL": fresh_db, "CONTENTFORGE_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin"}
-    cli = [sys.executable, "-m", "contentforge.cli"]
+    cli = [sys.executable, "-m", "cli"]
     pending = subprocess.run([*cli, "db", "status", "--json"], env=env, capture_output=True, text=True)
     assert pending.returncode == 4 and json.loads(pending.stdout)["pending"] == len(load_migrations())
     done = subprocess.run([*cli, "db", "migrate"], env=env, capture_output=True, text=True)
@@ -120,7 +120,7 @@ def test_cli_status_json_after_migrate(fresh_db: str) -> None:
 def test_cli_names_the_unreachable_database() -> None:
     """An unreachable DATABASE_URL gives exit code 3 and a message naming the URL, not a traceback."""
     env = {"DATABASE_URL": "postgresql://cf:secret@127.0.0.1:1/nowhere", "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "contentforge.cli", "db", "status"], env=env,
+    r = subprocess.run([sys.executable, "-m", "cli", "db", "status"], env=env,
                        capture_output=True, text=True)
     assert r.returncode == 3
     assert "postgresql://cf:***@127.0.0.1:1/nowhere" in r.stderr and "secret" not in r.stderr

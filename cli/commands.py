@@ -12,13 +12,13 @@ from typing import Any
 REGISTRARS: list[Callable[[Any], None]] = []
 
 # The job queue: `worker`, `jobs`, `enqueue` (the worker handler imports workers lazily).
-from contentforge.jobs_cli import REGISTRARS as _JOB_QUEUE_COMMANDS  # noqa: E402
+from cli.jobs import REGISTRARS as _JOB_QUEUE_COMMANDS  # noqa: E402
 
 REGISTRARS.extend(_JOB_QUEUE_COMMANDS)
 
 
 def _scheduler(sub: Any) -> None:
-    from scheduler.cli import register
+    from cli.scheduler import register
 
     register(sub)
 
@@ -27,7 +27,7 @@ REGISTRARS.append(_scheduler)
 
 
 def _process(sub: Any) -> None:
-    from contentforge.process import register
+    from cli.process import register
 
     register(sub)
 

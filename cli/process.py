@@ -82,7 +82,7 @@ def _workers(settings: Settings, db_url: str, redis_url: str, store_url: str, lo
     processes = str(min(settings.worker_processes, 2))
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "contentforge.cli", "worker", "--processes", processes, "--threads", "1"],
+            [sys.executable, "-m", "cli", "worker", "--processes", processes, "--threads", "1"],
             env=env, stdout=log, stderr=log, start_new_session=True)
         try:
             yield
@@ -166,7 +166,7 @@ def _print_table(summaries: list[dict[str, Any]], root: str) -> None:
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
-    from contentforge.samples import make_samples
+    from cli.samples import make_samples
     from contentforge.storage import open_storage
     from jobs.registry import job_types_for
     from schema import migrate
