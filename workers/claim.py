@@ -23,9 +23,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from contentforge.db import open_connection
 from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
 from schema.named_queries import queries
@@ -85,7 +85,7 @@ class JobStore:
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=5,
+            conn = open_connection(self.url, autocommit=True, connect_timeout=5,
                                    application_name="contentforge-worker")
             self._local.conn = conn
             with self._lock:
