@@ -8,10 +8,13 @@ connection really do land on different server connections.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +51,21 @@ def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Com
     """Run `contentforge ARGS` to completion (the timeout only guards against a hang)."""
     return subprocess.run([sys.executable, "-m", "contentforge.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def running(*args: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A long-running `contentforge ARGS` (worker, scheduler), output to ``log``; SIGTERM at the end."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "contentforge.cli", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
