@@ -5,7 +5,9 @@ psycopg's server-side prepared statements (``prepare_threshold=None``): a transa
 (PgBouncer, Supabase's port 6543) runs each transaction on whichever server connection is free,
 where a statement prepared on another one does not exist, or one of the same name already does.
 Statements are still sent with the extended protocol, unnamed and with bound parameters; the cost,
-measured on a direct connection, is in bench/RESULTS.md ("Connection poolers").
+measured on a direct connection, is in bench/RESULTS.md ("Connection poolers"). Only the worker
+processes' connections, the hot path of the queue, prepare statements, and only when
+``CONTENTFORGE_WORKER_PREPARED_STATEMENTS`` is on (``auto``: when their URL proved to be a session).
 """
 
 from __future__ import annotations
@@ -25,10 +27,18 @@ def redact(url: str) -> str:
     return re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
 
 
-def open_connection(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
-    """Open a connection whose rows are dicts and that never prepares statements on the server
-    (so it works through a transaction pooler); psycopg's errors pass through."""
-    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, prepare_threshold=None, **kwargs)
+#: With server-side prepared statements on (the worker processes' connections on a direct or
+#: session-mode connection), a statement is prepared from its fifth run, psycopg's default.
+PREPARED_AFTER_RUNS = 5
+
+
+def open_connection(url: str, *, autocommit: bool = False, prepare_threshold: int | None = None,
+                    **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a connection whose rows are dicts and that, unless ``prepare_threshold`` says otherwise,
+    never prepares statements on the server (so it works through a transaction pooler); psycopg's
+    errors pass through."""
+    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, prepare_threshold=prepare_threshold,
+                           **kwargs)
 
 
 def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:

@@ -103,18 +103,18 @@ def probe(url: str, wait_seconds: float = PROBE_WAIT_SECONDS) -> Probe:
     return result[0]
 
 
-def require_session(url: str, *, process: str, needs: str, setting: str) -> None:
-    """Exit with :class:`SessionRequired` when ``url`` goes through a transaction pooler.
+def require_session(url: str, *, process: str, needs: str, setting: str) -> Probe:
+    """Exit with :class:`SessionRequired` when ``url`` goes through a transaction pooler; else
+    return what the probe found (a session, or unknown).
 
     ``process`` names what is starting (``contentforge scheduler``), ``needs`` what it keeps in the
     session, ``setting`` the variable the URL came from (DATABASE_URL or DATABASE_SESSION_URL).
     """
     found = probe(url)
-    if found.verdict == "session":
-        return
     if found.verdict == "unknown":
         log.warning("could not check for a transaction pooler; going on", process=process, detail=found.detail)
-        return
+    if found.verdict != "transaction":
+        return found
     raise SessionRequired(
         f"{process} needs a PostgreSQL session of its own ({needs}), but {setting} "
         f"({redact(url)}) goes through a transaction-mode connection pooler: {found.detail}.\n"

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     #: Most nudges the relay keeps waiting in Redis: enough to wake every worker thread of the
     #: cluster; each actor then keeps claiming until no job is ready.
     relay_max_nudges: int = Field(default=1000, ge=1)
+    #: Server-side prepared statements on the worker processes' connections (claim, complete):
+    #: cheaper per job on a direct or session-mode connection, impossible through a transaction
+    #: pooler. auto: on when `contentforge worker` finds DATABASE_URL is a session at start.
+    worker_prepared_statements: Literal["auto", "on", "off"] = "auto"
     #: Allow the noop job to crash its worker on request (tests and soak runs only).
     allow_test_jobs: bool = False
 

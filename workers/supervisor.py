@@ -57,17 +57,23 @@ def _start_metrics(port: int, multiproc_dir: str, database_url: str) -> None:
 
 
 def run(settings: Settings) -> int:
-    from contentforge.pooler import require_session
+    from contentforge.pooler import probe, require_session
 
     stop = stop_on_signals()  # before the embedded services start
     with database(settings) as db_url, broker_url(settings) as redis_url:
         if stop.is_set():
             log.info("worker stopped before it started")
             return 0
-        # The relay needs a session (LISTEN, its election lock); the worker processes do not.
+        # The relay needs a session (LISTEN, its election lock); the worker processes do not, and
+        # prepare their statements only on a connection that proved to be a session.
         relay_url, setting = session_database(settings, db_url)
-        require_session(relay_url, process="the relay of `contentforge worker`", setting=setting,
-                        needs="LISTEN for new jobs, and the advisory lock that keeps one relay active")
+        found = require_session(relay_url, process="the relay of `contentforge worker`", setting=setting,
+                                needs="LISTEN for new jobs, and the advisory lock that keeps one relay active")
+        if settings.worker_prepared_statements == "auto":
+            verdict = found.verdict if relay_url == db_url else probe(db_url).verdict
+            prepared = "on" if verdict == "session" else "off"
+            settings = settings.model_copy(update={"worker_prepared_statements": prepared})
+        log.info("worker connections", prepared_statements=settings.worker_prepared_statements)
         return _supervise(settings, db_url, redis_url, stop, relay_url)
 
 
@@ -81,6 +87,7 @@ def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.
         "DATABASE_URL": db_url, "REDIS_URL": redis_url,
         "CONTENTFORGE_QUEUE_NAME": settings.queue_name,
         "CONTENTFORGE_WORKER_THREADS": str(settings.worker_threads),
+        "CONTENTFORGE_WORKER_PREPARED_STATEMENTS": settings.worker_prepared_statements,
     })
     metrics_dir = None
     if settings.metrics_port:

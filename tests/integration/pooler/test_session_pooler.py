@@ -55,6 +55,7 @@ def test_migrations_worker_and_scheduler_through_a_session_pooler(
             scheduler.send_signal(signal.SIGTERM)
             assert worker.wait(60) == 0 and scheduler.wait(60) == 0
     assert '"event": "relay active"' in (tmp_path / "worker.log").read_text()
+    assert '"prepared_statements": "on"' in (tmp_path / "worker.log").read_text()  # "auto" on a session
     assert '"event": "scheduler is active"' in (tmp_path / "scheduler.log").read_text()
     # They really went through the pooler: it logged their logins to this database.
     assert f"login attempt: db={psycopg.conninfo.conninfo_to_dict(fresh_db)['dbname']}" in session_pooler.log()

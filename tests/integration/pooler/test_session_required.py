@@ -103,6 +103,7 @@ def test_worker_and_scheduler_with_a_session_url(db_url: str, conn: psycopg.Conn
         worker.send_signal(signal.SIGTERM)
         scheduler.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 0 and scheduler.wait(60) == 0
+    assert '"prepared_statements": "off"' in (tmp_path / "worker.log").read_text()  # "auto" through the pooler
     for name in ("worker.log", "scheduler.log"):
         log = (tmp_path / name).read_text()
         assert '"level": "error"' not in log and "prepared statement" not in log, log
