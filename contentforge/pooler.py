@@ -103,14 +103,30 @@ def probe(url: str, wait_seconds: float = PROBE_WAIT_SECONDS) -> Probe:
     return result[0]
 
 
-def require_session(url: str, *, process: str, needs: str, setting: str) -> Probe:
+def require_session(url: str, *, process: str, needs: str, setting: str,
+                    stop: threading.Event | None = None) -> Probe:
     """Exit with :class:`SessionRequired` when ``url`` goes through a transaction pooler; else
     return what the probe found (a session, or unknown).
 
     ``process`` names what is starting (``contentforge scheduler``), ``needs`` what it keeps in the
     session, ``setting`` the variable the URL came from (DATABASE_URL or DATABASE_SESSION_URL).
+    Without ``stop``, an unreachable database raises :class:`DatabaseUnavailable`; with it (a
+    long-running process that rides out outages), the check is retried until the database answers
+    or ``stop`` is set.
     """
-    found = probe(url)
+    delay = 0.5
+    while True:
+        try:
+            found = probe(url)
+            break
+        except DatabaseUnavailable as exc:
+            if stop is None:
+                raise
+            log.warning("cannot reach PostgreSQL to check for a transaction pooler; retrying", process=process,
+                        error=str(exc).splitlines()[0], retry_in=delay)
+            if stop.wait(delay):
+                return Probe("unknown", "stopped before PostgreSQL answered")
+            delay = min(delay * 2, 5.0)
     if found.verdict == "unknown":
         log.warning("could not check for a transaction pooler; going on", process=process, detail=found.detail)
     if found.verdict != "transaction":

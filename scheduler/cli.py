@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from typing import Any
 
 from contentforge.services import database, session_database
@@ -15,12 +16,13 @@ from contentforge.signals import stop_on_signals
 SESSION_NEEDS = "the advisory locks that keep one scheduler active and one run of a task at a time"
 
 
-def _session(settings: Settings, url: str, process: str) -> str:
-    """The session URL for the scheduler; exit with a clear error when it is a transaction pooler."""
+def _session(settings: Settings, url: str, process: str, stop: threading.Event | None = None) -> str:
+    """The session URL for the scheduler; exit with a clear error when it is a transaction pooler.
+    With ``stop``, an unreachable database is waited for (the scheduler rides out outages)."""
     from contentforge.pooler import require_session
 
     session, setting = session_database(settings, url)
-    require_session(session, process=process, needs=SESSION_NEEDS, setting=setting)
+    require_session(session, process=process, needs=SESSION_NEEDS, setting=setting, stop=stop)
     return session
 
 
@@ -30,7 +32,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     stopping = stop_on_signals()  # before the embedded PostgreSQL starts
     with database(settings) as url:
         if not stopping.is_set():
-            session = _session(settings, url, "`contentforge scheduler`")
+            session = _session(settings, url, "`contentforge scheduler`", stopping)
             SchedulerService(session, settings, stopping=stopping).serve()
     return 0
 

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
 from contentforge.services import broker as broker_url
 from contentforge.services import database, session_database
@@ -68,9 +69,16 @@ def run(settings: Settings) -> int:
         # prepare their statements only on a connection that proved to be a session.
         relay_url, setting = session_database(settings, db_url)
         found = require_session(relay_url, process="the relay of `contentforge worker`", setting=setting,
-                                needs="LISTEN for new jobs, and the advisory lock that keeps one relay active")
+                                needs="LISTEN for new jobs, and the advisory lock that keeps one relay active",
+                                stop=stop)
+        if stop.is_set():
+            log.info("worker stopped before it started")
+            return 0
         if settings.worker_prepared_statements == "auto":
-            verdict = found.verdict if relay_url == db_url else probe(db_url).verdict
+            try:
+                verdict = found.verdict if relay_url == db_url else probe(db_url).verdict
+            except DatabaseUnavailable:
+                verdict = "unknown"  # the worker processes wait for it; without prepared statements
             prepared = "on" if verdict == "session" else "off"
             settings = settings.model_copy(update={"worker_prepared_statements": prepared})
         log.info("worker connections", prepared_statements=settings.worker_prepared_statements)

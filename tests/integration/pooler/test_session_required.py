@@ -107,3 +107,23 @@ def test_worker_and_scheduler_with_a_session_url(db_url: str, conn: psycopg.Conn
     for name in ("worker.log", "scheduler.log"):
         log = (tmp_path / name).read_text()
         assert '"level": "error"' not in log and "prepared statement" not in log, log
+
+
+@pytest.mark.parametrize("command", ["worker", "scheduler"])
+def test_check_waits_for_an_unreachable_database(command: str, redis_url: str, run_id: str, tmp_path: Path) -> None:
+    """`worker` and `scheduler` started while PostgreSQL is down keep retrying the check instead of
+    exiting, and stop cleanly on SIGTERM (as they ride out outages once running)."""
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = cli_env(f"postgresql://postgres@127.0.0.1:{port}/nothing", REDIS_URL=redis_url,
+                  CONTENTFORGE_QUEUE_NAME=f"q_{run_id}", STORAGE_URL=(tmp_path / "storage").as_uri(),
+                  CONTENTFORGE_DATA_DIR=str(tmp_path), CONTENTFORGE_WORKER_PROCESSES="1")
+    log = tmp_path / f"{command}.log"
+    with running(command, env=env, log=log) as proc:
+        wait_for(lambda: "check for a transaction pooler; retrying" in log.read_text(), 60, "the retry warning")
+        assert proc.poll() is None, log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()
