@@ -46,12 +46,14 @@ def test_migrate_refuses_a_transaction_pooler(fresh_db: str, transaction_pooler:
         assert c.execute("SELECT to_regclass('contentforge_meta.schema_migrations')").fetchone()[0] is None
 
 
-def test_migrate_uses_the_session_url(fresh_db: str, transaction_pooler: PgBouncer) -> None:
-    """With DATABASE_SESSION_URL set, `db migrate` applies through it; `db status` reads through the pooler."""
-    env = cli_env(transaction_pooler.url(fresh_db), DATABASE_SESSION_URL=fresh_db)
+def test_migrate_uses_the_session_url(fresh_db: str, transaction_pooler: PgBouncer, tmp_path: Path) -> None:
+    """With DATABASE_SESSION_URL set, `db migrate` applies through it; the read-only commands
+    (`db status`, `scheduler list`, `jobs list`) work through the pooler."""
+    env = cli_env(transaction_pooler.url(fresh_db), DATABASE_SESSION_URL=fresh_db, CONTENTFORGE_DATA_DIR=str(tmp_path))
     assert cli("db", "migrate", env=env).returncode == 0
-    status = cli("db", "status", env=env)
-    assert status.returncode == 0, status.stdout + status.stderr
+    for command in (["db", "status"], ["scheduler", "list", "--json"], ["jobs", "list", "--json"]):
+        read = cli(*command, env={**env, "DATABASE_SESSION_URL": "postgresql://nobody@127.0.0.1:1/none"})
+        assert read.returncode == 0, read.stdout + read.stderr
 
 
 def test_scheduler_refuses_a_transaction_pooler(db_url: str, conn: psycopg.Connection, tmp_path: Path,
