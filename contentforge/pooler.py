@@ -33,6 +33,7 @@ import psycopg
 from contentforge.db import connect, redact
 from contentforge.errors import ConfigurationError, DatabaseUnavailable
 from contentforge.logging import get_logger
+from schema.named_queries import queries
 
 log = get_logger(__name__)
 
@@ -55,7 +56,7 @@ class Probe:
 
 
 def _pid(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT pg_backend_pid() AS pid", prepare=False).fetchone()
+    row = conn.execute(queries("session")["backend_pid"], prepare=False).fetchone()
     assert row is not None
     return int(row["pid"])
 
