@@ -85,8 +85,8 @@ def _config(server_url: str, port: int, pool_mode: str, folder: Path, pool_size:
         f"pool_mode = {pool_mode}",
         f"default_pool_size = {pool_size}",
         "max_client_conn = 500",
-        # A session pool resets each server connection before another client gets it (default
-        # DISCARD ALL); a transaction pool hands servers on as they are, as in production.
+        # Defaults otherwise, as a new user would run it: a session pool resets a server connection
+        # (DISCARD ALL) before the next client; a transaction pool hands it on as it is.
         "ignore_startup_parameters = extra_float_digits",
         "",
     ])
