@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from contentforge.errors import ContentforgeError
 from contentforge.logging import configure_logging
-from contentforge.services import database
+from contentforge.services import database, session_database
 from contentforge.settings import Settings, get_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -36,9 +36,11 @@ def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from schema import migrate
 
     with database(settings) as url:
+        session, setting = session_database(settings, url)
         applied = migrate(
-            url,
+            session,
             on_applied=lambda m, ms: print(f"applied {m.filename} ({ms} ms)", file=sys.stderr),
+            setting=setting,
         )
     print(f"{len(applied)} migration(s) applied; schema is up to date", file=sys.stderr)
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 from contentforge import api
 from contentforge.db import connect
 from contentforge.errors import ContentforgeError
-from contentforge.services import broker, database, storage_url
+from contentforge.services import broker, database, session_database, storage_url
 from contentforge.settings import Settings
 
 #: Longest the command waits for all assets to finish, in seconds.
@@ -182,7 +182,8 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     store = open_storage(store_url)
     started = time.monotonic()
     with database(settings) as db_url, broker(settings) as redis_url:
-        migrate(db_url)
+        session, setting = session_database(settings, db_url)
+        migrate(session, setting=setting)
         with connect(db_url, autocommit=True) as conn:
             tenant = _demo_tenant(conn)
             ids: list[uuid.UUID] = []

@@ -5,11 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from typing import Any
 
-from contentforge.services import database
+from contentforge.services import database, session_database
 from contentforge.settings import Settings
 from contentforge.signals import stop_on_signals
+
+#: What the scheduler keeps in its PostgreSQL session, for the message when it gets none.
+SESSION_NEEDS = "the advisory locks that keep one scheduler active and one run of a task at a time"
+
+
+def _session(settings: Settings, url: str, process: str, stop: threading.Event | None = None) -> str:
+    """The session URL for the scheduler; exit with a clear error when it is a transaction pooler.
+    With ``stop``, an unreachable database is waited for (the scheduler rides out outages)."""
+    from contentforge.pooler import require_session
+
+    session, setting = session_database(settings, url)
+    require_session(session, process=process, needs=SESSION_NEEDS, setting=setting, stop=stop)
+    return session
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -18,7 +32,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     stopping = stop_on_signals()  # before the embedded PostgreSQL starts
     with database(settings) as url:
         if not stopping.is_set():
-            SchedulerService(url, settings, stopping=stopping).serve()
+            session = _session(settings, url, "`contentforge scheduler`", stopping)
+            SchedulerService(session, settings, stopping=stopping).serve()
     return 0
 
 
@@ -26,7 +41,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from scheduler.runner import run_task
 
     with database(settings) as url:
-        out = run_task(url, settings, args.task, trigger="manual")
+        session = _session(settings, url, f"`contentforge scheduler run {args.task}`")
+        out = run_task(session, settings, args.task, trigger="manual")
     summary = {"task": out.task, "outcome": out.outcome, "rows": out.rows, "seconds": round(out.seconds, 3),
                "details": out.details, "error": out.error, "reason": out.reason}
     if args.json:

@@ -4,7 +4,9 @@ Each call is a thin wrapper over one SQL function of the queue (migration 0005),
 follow exactly the rules that SQL-only callers do: the job type must fit the asset's file type,
 an API caller needs author rights in the asset's tenant, and the same idempotency key returns the
 same job. Pass either a connection URL or an open psycopg connection; with a connection, the call
-runs in its transaction (commit it to make the job visible: workers are woken at commit)::
+runs in its transaction (commit it to make the job visible: workers are woken at commit). Calls
+never prepare statements on the server, whatever the connection's ``prepare_threshold``, so a
+connection through a transaction pooler (PgBouncer, Supabase's port 6543) works too::
 
     from contentforge import api
 
@@ -42,7 +44,7 @@ def _connection(conn_or_url: ConnOrUrl) -> Iterator[psycopg.Connection[Any]]:
 
 def _one(conn_or_url: ConnOrUrl, name: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
     with _connection(conn_or_url) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(queries("queue")[name], params)
+        cur.execute(queries("queue")[name], params, prepare=False)
         return cur.fetchone()
 
 
@@ -92,7 +94,7 @@ def enqueue_many(
             "asset_id": asset_id, "job_types": list(job_types),
             "params": Jsonb({k: dict(v) for k, v in (params or {}).items()}),
             "priority": priority, "run_after": run_after, "idempotency_key": idempotency_key,
-        })
+        }, prepare=False)
         return {r["job_type"]: r["job_id"] for r in cur.fetchall()}
 
 
@@ -128,5 +130,5 @@ def list_jobs(
     with _connection(conn_or_url) as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(queries("queue")["list_jobs"], {
             "tenant_id": tenant_id, "status": status, "job_type": job_type, "limit": limit,
-        })
+        }, prepare=False)
         return cur.fetchall()

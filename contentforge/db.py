@@ -1,4 +1,14 @@
-"""Connections to PostgreSQL, with errors a person can act on."""
+"""Connections to PostgreSQL, with errors a person can act on.
+
+Every connection contentforge opens goes through :func:`open_connection`, which turns off
+psycopg's server-side prepared statements (``prepare_threshold=None``): a transaction-mode pooler
+(PgBouncer, Supabase's port 6543) runs each transaction on whichever server connection is free,
+where a statement prepared on another one does not exist, or one of the same name already does.
+Statements are still sent with the extended protocol, unnamed and with bound parameters; the cost,
+measured on a direct connection, is in bench/RESULTS.md ("Connection poolers"). Only the worker
+processes' connections, the hot path of the queue, prepare statements, and only when
+``CONTENTFORGE_WORKER_PREPARED_STATEMENTS`` is on (``auto``: when their URL proved to be a session).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +22,29 @@ from contentforge.errors import DatabaseUnavailable
 
 
 def redact(url: str) -> str:
-    """The URL with its password replaced, safe to print and log."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """The URL (or key=value connection string) with its password replaced, safe to print and log."""
+    url = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
+
+
+#: With server-side prepared statements on (the worker processes' connections on a direct or
+#: session-mode connection), a statement is prepared from its fifth run, psycopg's default.
+PREPARED_AFTER_RUNS = 5
+
+
+def open_connection(url: str, *, autocommit: bool = False, prepare_threshold: int | None = None,
+                    **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a connection whose rows are dicts and that, unless ``prepare_threshold`` says otherwise,
+    never prepares statements on the server (so it works through a transaction pooler); psycopg's
+    errors pass through."""
+    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, prepare_threshold=prepare_threshold,
+                           **kwargs)
 
 
 def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
-    """Open a connection whose rows are dicts; raise DatabaseUnavailable with advice on failure."""
+    """:func:`open_connection`, raising DatabaseUnavailable with advice when it fails."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, **kwargs)
+        return open_connection(url, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise DatabaseUnavailable(

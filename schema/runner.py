@@ -7,6 +7,9 @@
 - Concurrent runners are serialised by a session advisory lock taken with try-and-wait (a blocking
   lock could deadlock with a concurrent index build's wait for old snapshots).
 - ``lock_timeout`` bounds how long any DDL waits for a table lock held by the application.
+- The lock and ``lock_timeout`` live in the session: a URL that goes through a transaction pooler
+  is refused at start (:func:`contentforge.pooler.require_session`), since through one neither
+  would hold and concurrent runners would no longer wait for each other.
 """
 
 from __future__ import annotations
@@ -193,9 +196,17 @@ def migrate(
     lock_wait_seconds: float = 300.0,
     lock_timeout: str = "10s",
     on_applied: Callable[[Migration, int], None] | None = None,
+    setting: str = "DATABASE_URL",
 ) -> list[Migration]:
-    """Apply every pending migration in order; return those applied (none when up to date)."""
+    """Apply every pending migration in order; return those applied (none when up to date).
+
+    ``setting`` names where ``url`` came from, for the message when it is a transaction pooler.
+    """
+    from contentforge.pooler import require_session
+
     migrations = migrations if migrations is not None else load_migrations()
+    require_session(url, process="`contentforge db migrate`", setting=setting,
+                    needs="an advisory lock that makes concurrent runners wait, and lock_timeout")
     applied: list[Migration] = []
     with connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)))

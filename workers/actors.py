@@ -32,6 +32,7 @@ from typing import Any
 import dramatiq
 import redis
 
+from contentforge.db import PREPARED_AFTER_RUNS
 from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
 from contentforge.services import storage_url
@@ -85,7 +86,11 @@ class Runtime:
 
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
-        self.store = JobStore(database_url, lease_seconds=settings.lease_seconds)
+        # Prepared statements only when the supervisor found DATABASE_URL to be a session ("on"):
+        # "auto" left unresolved (a worker started on its own) is the safe "off".
+        prepared = settings.worker_prepared_statements == "on"
+        self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
+                              prepare_threshold=PREPARED_AFTER_RUNS if prepared else None)
         self.limits = media_limits(settings)
         self.stopping = threading.Event()
         self._active: set[ActiveJob] = set()

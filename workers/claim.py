@@ -23,9 +23,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from contentforge.db import open_connection
 from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
 from schema.named_queries import queries
@@ -72,8 +72,10 @@ def retry_delay(attempt: int, base_seconds: float, max_seconds: float) -> float:
 class JobStore:
     """Calls the queue's SQL functions over one reconnecting connection per thread."""
 
-    def __init__(self, url: str, *, lease_seconds: int, reconnect_seconds: float = 30.0) -> None:
+    def __init__(self, url: str, *, lease_seconds: int, reconnect_seconds: float = 30.0,
+                 prepare_threshold: int | None = None) -> None:
         self.url = url
+        self.prepare_threshold = prepare_threshold  # None: no server-side prepared statements
         self.lease_seconds = lease_seconds
         self.reconnect_seconds = reconnect_seconds
         self._local = threading.local()
@@ -85,8 +87,8 @@ class JobStore:
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=5,
-                                   application_name="contentforge-worker")
+            conn = open_connection(self.url, autocommit=True, connect_timeout=5,
+                                   prepare_threshold=self.prepare_threshold, application_name="contentforge-worker")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

@@ -26,8 +26,8 @@ import dramatiq
 import psycopg
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from psycopg.rows import dict_row
 
+from contentforge.db import open_connection
 from contentforge.errors import BrokerUnavailable, DatabaseUnavailable
 from contentforge.logging import get_logger
 from schema.named_queries import queries
@@ -91,8 +91,8 @@ class Relay:
         delay = 0.2
         while not stop.is_set():
             try:
-                with psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row,
-                                     connect_timeout=5, application_name="contentforge-relay") as conn:
+                with open_connection(self.database_url, autocommit=True, connect_timeout=5,
+                                     application_name="contentforge-relay") as conn:
                     delay = 0.2
                     self._serve(conn, stop)
             except (psycopg.Error, DatabaseUnavailable) as exc:

@@ -19,9 +19,10 @@ import threading
 import time
 from dataclasses import dataclass
 
+from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
 from contentforge.services import broker as broker_url
-from contentforge.services import database
+from contentforge.services import database, session_database
 from contentforge.settings import Settings
 from contentforge.signals import stop_on_signals
 from workers.scratch import remove_scratch_of_dead_workers
@@ -57,15 +58,35 @@ def _start_metrics(port: int, multiproc_dir: str, database_url: str) -> None:
 
 
 def run(settings: Settings) -> int:
+    from contentforge.pooler import probe, require_session
+
     stop = stop_on_signals()  # before the embedded services start
     with database(settings) as db_url, broker_url(settings) as redis_url:
         if stop.is_set():
             log.info("worker stopped before it started")
             return 0
-        return _supervise(settings, db_url, redis_url, stop)
+        # The relay needs a session (LISTEN, its election lock); the worker processes do not, and
+        # prepare their statements only on a connection that proved to be a session.
+        relay_url, setting = session_database(settings, db_url)
+        found = require_session(relay_url, process="the relay of `contentforge worker`", setting=setting,
+                                needs="LISTEN for new jobs, and the advisory lock that keeps one relay active",
+                                stop=stop)
+        if stop.is_set():
+            log.info("worker stopped before it started")
+            return 0
+        if settings.worker_prepared_statements == "auto":
+            try:
+                verdict = found.verdict if relay_url == db_url else probe(db_url).verdict
+            except DatabaseUnavailable:
+                verdict = "unknown"  # the worker processes wait for it; without prepared statements
+            prepared = "on" if verdict == "session" else "off"
+            settings = settings.model_copy(update={"worker_prepared_statements": prepared})
+        log.info("worker connections", prepared_statements=settings.worker_prepared_statements)
+        return _supervise(settings, db_url, redis_url, stop, relay_url)
 
 
-def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.Event) -> int:
+def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.Event,
+               relay_url: str | None = None) -> int:
     from workers.broker import make_broker
     from workers.relay import Relay
 
@@ -74,6 +95,7 @@ def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.
         "DATABASE_URL": db_url, "REDIS_URL": redis_url,
         "CONTENTFORGE_QUEUE_NAME": settings.queue_name,
         "CONTENTFORGE_WORKER_THREADS": str(settings.worker_threads),
+        "CONTENTFORGE_WORKER_PREPARED_STATEMENTS": settings.worker_prepared_statements,
     })
     metrics_dir = None
     if settings.metrics_port:
@@ -85,7 +107,7 @@ def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.
         return subprocess.Popen([sys.executable, "-m", "workers.process"], env=env)
 
     children = [Child(spawn(), time.monotonic()) for _ in range(settings.worker_processes)]
-    relay = Relay(database_url=db_url, broker=make_broker(redis_url), queue_name=settings.queue_name,
+    relay = Relay(database_url=relay_url or db_url, broker=make_broker(redis_url), queue_name=settings.queue_name,
                   lease_seconds=settings.lease_seconds, sweep_interval=settings.sweep_interval_seconds,
                   retention_days=settings.job_retention_days,
                   # Enough to wake every thread of this supervisor at once; actors that find work pass

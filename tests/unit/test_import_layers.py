@@ -11,7 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("contentforge", "schema", "jobs", "workers", "scheduler", "cli")
-CORE = {"contentforge.settings", "contentforge.db", "contentforge.errors", "contentforge.logging"}
+CORE = {"contentforge.settings", "contentforge.db", "contentforge.errors", "contentforge.logging",
+        "contentforge.pooler"}
 
 
 def _layer(module: str) -> str:
