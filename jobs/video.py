@@ -13,7 +13,7 @@ from typing import Any
 import ffmpeg as ffmpeg_python
 from PIL import Image, ImageStat
 
-from jobs import audio, ffmpeg, images, probe
+from jobs import audio, ffmpeg, hls, images, probe
 from jobs.errors import PermanentJobError
 from jobs.limits import MediaLimits
 from jobs.result import JobResult, OutputFile, Progress
@@ -256,9 +256,10 @@ def _hls(
     renditions: list[OutputFile], info: probe.MediaInfo, workdir: Path, timer: ffmpeg.Timer,
     limits: MediaLimits,
 ) -> list[OutputFile]:
-    """Remux every MP4 rendition into HLS segments (no re-encode) and write the master playlist."""
+    """Remux every MP4 rendition into HLS segments (no re-encode) and write a master playlist
+    whose values are measured from the segments and the encoded streams (``jobs.hls``)."""
     outputs: list[OutputFile] = []
-    master = ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    variants: list[hls.Variant] = []
     for rendition in renditions:
         label = rendition.name.removeprefix("video_").removesuffix(".mp4")
         folder = workdir / "hls" / label
@@ -267,8 +268,28 @@ def _hls(
         stream = ffmpeg.input_stream(rendition.path, "mov").output(
             str(playlist), c="copy", f="hls", hls_time=HLS_SEGMENT_SECONDS,
             hls_playlist_type="vod", hls_segment_filename=str(folder / "seg_%05d.ts"),
+            master_pl_name="_ffmpeg_master.m3u8",
         )
         ffmpeg.run_ffmpeg(stream, timeout=timer.remaining(), what="HLS packaging")
+        # ffmpeg writes master_pl_name next to the media playlist: only its RESOLUTION is kept.
+        written = folder / "_ffmpeg_master.m3u8"
+        declared = next(hls.attributes(line) for line in written.read_text().splitlines()
+                        if line.startswith("#EXT-X-STREAM-INF:"))
+        written.unlink()
+        probed = ffmpeg.ffprobe(rendition.path, "mov", timeout=min(60, timer.remaining()),
+                                show_data=True)
+        video_stream = next(s for s in probed["streams"] if s.get("codec_type") == "video")
+        audio_stream = next((s for s in probed["streams"] if s.get("codec_type") == "audio"), None)
+        codecs = [hls.video_codec(video_stream)]
+        if audio_stream is not None:
+            codecs.append(hls.audio_codec(audio_stream))
+        peak, average = hls.segment_bit_rates(playlist)
+        variants.append(hls.Variant(
+            uri=f"{label}/index.m3u8", bandwidth=peak, average_bandwidth=average,
+            codecs=",".join(codecs),
+            resolution=declared.get("RESOLUTION") or f"{rendition.width}x{rendition.height}",
+            frame_rate=hls.frame_rate(video_stream),
+        ))
         for path in sorted(folder.iterdir()):
             rel = path.relative_to(workdir).as_posix()
             is_playlist = path.suffix == ".m3u8"
@@ -279,16 +300,8 @@ def _hls(
                 width=rendition.width if not is_playlist else None,
                 height=rendition.height if not is_playlist else None,
             ))
-        seconds = max(info.duration, 0.001)
-        bandwidth = int(rendition.bytes * 8 / seconds * 1.1)
-        codecs = "avc1.640028" + (",mp4a.40.2" if info.audio else "")
-        master.append(
-            f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={rendition.width}x'
-            f'{rendition.height},CODECS="{codecs}"'
-        )
-        master.append(f"{label}/index.m3u8")
     master_path = workdir / "hls" / "master.m3u8"
-    master_path.write_text("\n".join(master) + "\n")
+    master_path.write_text(hls.master_playlist(variants))
     outputs.insert(0, OutputFile("hls/master.m3u8", master_path, "m3u8",
                                  "application/vnd.apple.mpegurl", master_path.stat().st_size))
     return outputs

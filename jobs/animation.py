@@ -1,0 +1,140 @@
+"""Animated images (GIF, WebP, APNG) as video that plays: a muted H.264 MP4 and a VP9 WebM.
+
+Pillow decodes the frames (ffmpeg cannot read animated WebP, and Pillow applies GIF disposal and
+APNG blending), one at a time, onto white where they are transparent; they are piped raw into one
+ffmpeg run that writes both files. Each frame is held for its own duration: the output frame rate
+is the one that divides every frame duration (capped at ``ANIMATION_MAX_FPS``; frames are repeated
+to last as long as in the image). Output dimensions are even (yuv420p needs it), the MP4 is
+``+faststart``, neither file has an audio track.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+from typing import IO
+
+from PIL import Image
+
+from jobs import ffmpeg, probe
+from jobs.errors import PermanentJobError
+from jobs.limits import MediaLimits
+from jobs.result import OutputFile
+
+#: Highest frame rate of the video made from an animation, in frames per second: browsers show
+#: GIF frames no faster than 50 per second (20 ms) anyway.
+ANIMATION_MAX_FPS = 50
+#: Browsers play a GIF frame declared at 10 ms or less for 100 ms; so do we.
+SHORTEST_FRAME_MS = 20
+DEFAULT_FRAME_MS = 100
+#: Widest animation video, in pixels: an animation wider than this is scaled down.
+ANIMATION_MAX_WIDTH = 1920
+#: Encoder settings. x264 CRF 23 and VP9 CRF 35 in constant-quality mode keep flat, sharp GIF
+#: graphics clean; ``-tune animation`` is not used because photographic GIFs are common.
+_MP4_OPTIONS = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-profile:v", "high",
+                "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-an", "-f", "mp4"]
+_WEBM_OPTIONS = ["-c:v", "libvpx-vp9", "-crf", "35", "-b:v", "0", "-deadline", "good",
+                 "-cpu-used", "4", "-row-mt", "1", "-pix_fmt", "yuv420p", "-an", "-f", "webm"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How the animation's frames map onto a constant-rate video."""
+
+    fps: int
+    #: How many video frames each image frame lasts.
+    repeats: tuple[int, ...]
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.repeats) / self.fps
+
+
+def frame_durations(im: Image.Image) -> list[int]:
+    """Each frame's display time in milliseconds, as browsers play it."""
+    durations = []
+    for i in range(im.n_frames):
+        im.seek(i)
+        ms = int(im.info.get("duration") or 0)
+        durations.append(DEFAULT_FRAME_MS if ms <= 10 else max(ms, SHORTEST_FRAME_MS))
+    im.seek(0)
+    return durations
+
+
+def timing(durations: list[int]) -> Timing:
+    """The frame rate that holds every frame for its duration (at most ``ANIMATION_MAX_FPS``)."""
+    step = reduce(math.gcd, durations)
+    fps = min(ANIMATION_MAX_FPS, max(1, round(1000 / step)))
+    return Timing(fps, tuple(max(1, round(ms * fps / 1000)) for ms in durations))
+
+
+def is_animated(im: Image.Image) -> bool:
+    return bool(getattr(im, "is_animated", False)) and getattr(im, "n_frames", 1) > 1
+
+
+def _frames(im: Image.Image, size: tuple[int, int]) -> Iterator[Image.Image]:
+    for i in range(im.n_frames):
+        with probe.decoding("animation frame"):
+            im.seek(i)
+            frame = im.convert("RGBA")
+        if frame.size != size:  # a frame is never larger than the canvas, but be sure
+            frame = frame.crop((0, 0, *size))
+        flat = Image.new("RGB", size, (255, 255, 255))
+        flat.paste(frame, mask=frame.getchannel("A"))
+        yield flat
+
+
+def _even_size(width: int, height: int) -> tuple[int, int]:
+    if width > ANIMATION_MAX_WIDTH:
+        height, width = round(height * ANIMATION_MAX_WIDTH / width), ANIMATION_MAX_WIDTH
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
+def encode(
+    im: Image.Image, workdir: Path, limits: MediaLimits, source_bytes: int
+) -> tuple[list[OutputFile], dict[str, object]]:
+    """Write ``animation.mp4`` and ``animation.webm`` from the animated image ``im``."""
+    durations = frame_durations(im)
+    plan = timing(durations)
+    if plan.seconds > limits.max_duration_seconds:
+        raise PermanentJobError(
+            f"animation lasts {plan.seconds:.0f} s, above the {limits.max_duration_seconds:.0f} s limit"
+        )
+    size = im.size
+    out_w, out_h = _even_size(*size)
+    mp4, webm = workdir / "animation.mp4", workdir / "animation.webm"
+    args = [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+        "-progress", "pipe:1", "-y",
+        "-protocol_whitelist", "pipe", "-f", "rawvideo", "-pix_fmt", "rgb24",
+        "-s", f"{size[0]}x{size[1]}", "-framerate", str(plan.fps), "-i", "pipe:0",
+        "-filter_complex", f"[0:v]scale={out_w}:{out_h}:flags=lanczos,split=2[a][b]",
+        "-map", "[a]", *_MP4_OPTIONS, "-fs", str(limits.max_output_bytes), str(mp4),
+        "-map", "[b]", *_WEBM_OPTIONS, "-fs", str(limits.max_output_bytes), str(webm),
+    ]
+
+    def feed(stdin: IO[bytes]) -> None:
+        for frame, repeat in zip(_frames(im, size), plan.repeats, strict=True):
+            raw = frame.tobytes()
+            for _ in range(repeat):
+                stdin.write(raw)
+
+    ffmpeg.run_argv(args, timeout=limits.max_process_seconds, what="animation encode", feed=feed)
+    outputs = []
+    for path, fmt, content_type in ((mp4, "mp4", "video/mp4"), (webm, "webm", "video/webm")):
+        size_bytes = ffmpeg.check_output_size(path, limits.max_output_bytes)
+        outputs.append(OutputFile(
+            path.name, path, fmt, content_type, size_bytes, width=out_w, height=out_h,
+            extra={"ratio_to_source": round(size_bytes / source_bytes, 4)},
+        ))
+    data: dict[str, object] = {
+        "frames": len(durations),
+        "duration": round(plan.seconds, 3),
+        "fps": plan.fps,
+        "mp4_ratio_to_source": outputs[0].extra["ratio_to_source"],
+        "webm_ratio_to_source": outputs[1].extra["ratio_to_source"],
+    }
+    return outputs, data
