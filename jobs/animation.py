@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import reduce
 from pathlib import Path
 from typing import IO
@@ -30,6 +31,9 @@ ANIMATION_MAX_FPS = 50
 #: Browsers play a GIF frame declared at 10 ms or less for 100 ms; so do we.
 SHORTEST_FRAME_MS = 20
 DEFAULT_FRAME_MS = 100
+#: Most video frames one animation may become (10 minutes at 50 fps): frames held for long
+#: durations are repeated, so a few frames can otherwise ask for hours of encoding.
+ANIMATION_MAX_VIDEO_FRAMES = 30_000
 #: Widest animation video, in pixels: an animation wider than this is scaled down.
 ANIMATION_MAX_WIDTH = 1920
 #: Encoder settings. x264 CRF 23 and VP9 CRF 35 in constant-quality mode keep flat, sharp GIF
@@ -44,20 +48,22 @@ _WEBM_OPTIONS = ["-c:v", "libvpx-vp9", "-crf", "35", "-b:v", "0", "-deadline", "
 class Timing:
     """How the animation's frames map onto a constant-rate video."""
 
-    fps: int
+    fps: Fraction
     #: How many video frames each image frame lasts.
     repeats: tuple[int, ...]
 
     @property
     def seconds(self) -> float:
-        return sum(self.repeats) / self.fps
+        return float(sum(self.repeats) / self.fps)
 
 
 def frame_durations(im: Image.Image) -> list[int]:
     """Each frame's display time in milliseconds, as browsers play it."""
     durations = []
     for i in range(im.n_frames):
-        im.seek(i)
+        with probe.decoding("animation frame"):
+            im.seek(i)
+            im.load()  # WebP names a frame's duration only once it is loaded
         ms = int(im.info.get("duration") or 0)
         durations.append(DEFAULT_FRAME_MS if ms <= 10 else max(ms, SHORTEST_FRAME_MS))
     im.seek(0)
@@ -66,8 +72,7 @@ def frame_durations(im: Image.Image) -> list[int]:
 
 def timing(durations: list[int]) -> Timing:
     """The frame rate that holds every frame for its duration (at most ``ANIMATION_MAX_FPS``)."""
-    step = reduce(math.gcd, durations)
-    fps = min(ANIMATION_MAX_FPS, max(1, round(1000 / step)))
+    fps = min(Fraction(ANIMATION_MAX_FPS), Fraction(1000, reduce(math.gcd, durations)))
     return Timing(fps, tuple(max(1, round(ms * fps / 1000)) for ms in durations))
 
 
@@ -103,6 +108,11 @@ def encode(
         raise PermanentJobError(
             f"animation lasts {plan.seconds:.0f} s, above the {limits.max_duration_seconds:.0f} s limit"
         )
+    if sum(plan.repeats) > ANIMATION_MAX_VIDEO_FRAMES:
+        raise PermanentJobError(
+            f"animation would need {sum(plan.repeats)} video frames, above the "
+            f"{ANIMATION_MAX_VIDEO_FRAMES} frame limit"
+        )
     size = im.size
     out_w, out_h = _even_size(*size)
     mp4, webm = workdir / "animation.mp4", workdir / "animation.webm"
@@ -110,7 +120,7 @@ def encode(
         "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
         "-progress", "pipe:1", "-y",
         "-protocol_whitelist", "pipe", "-f", "rawvideo", "-pix_fmt", "rgb24",
-        "-s", f"{size[0]}x{size[1]}", "-framerate", str(plan.fps), "-i", "pipe:0",
+        "-s", f"{size[0]}x{size[1]}", "-framerate", f"{plan.fps.numerator}/{plan.fps.denominator}", "-i", "pipe:0",
         "-filter_complex", f"[0:v]scale={out_w}:{out_h}:flags=lanczos,split=2[a][b]",
         "-map", "[a]", *_MP4_OPTIONS, "-fs", str(limits.max_output_bytes), str(mp4),
         "-map", "[b]", *_WEBM_OPTIONS, "-fs", str(limits.max_output_bytes), str(webm),
@@ -133,7 +143,7 @@ def encode(
     data: dict[str, object] = {
         "frames": len(durations),
         "duration": round(plan.seconds, 3),
-        "fps": plan.fps,
+        "fps": round(float(plan.fps), 3),
         "mp4_ratio_to_source": outputs[0].extra["ratio_to_source"],
         "webm_ratio_to_source": outputs[1].extra["ratio_to_source"],
     }

@@ -300,13 +300,18 @@ def phone_video(directory: Path, name: str = "phone.mp4", *, seconds: float = 2.
     """A portrait phone recording: a 1920x1080 stream with a 90° rotation flag (display 1080x1920),
     a test pattern at 30 fps and a tone, as phones write them."""
     path = directory / name
+    plain = directory / f"_unrotated_{name}"
     _run([
         "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
         "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}",
         "-f", "lavfi", "-i", f"sine=frequency=300:sample_rate=48000:duration={seconds}",
         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "96k", "-metadata:s:v:0", "rotate=90", "-shortest", str(path),
+        "-c:a", "aac", "-b:a", "96k", "-shortest", str(plain),
     ])
+    # ffmpeg 5.1 writes the display matrix from the rotate tag on a stream copy only.
+    _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(plain), "-c", "copy",
+          "-metadata:s:v:0", "rotate=90", str(path)])
+    plain.unlink()
     return path
 
 
