@@ -150,13 +150,14 @@ def audio(
     return path
 
 
-def speech_video(directory: Path, name: str = "talk.mp4", text: str = SPEECH_SENTENCE) -> Path:
+def speech_video(directory: Path, name: str = "talk.mp4", text: str = SPEECH_SENTENCE, *,
+                 size: tuple[int, int] = (160, 120)) -> Path:
     """A small video whose soundtrack is espeak-ng saying ``text``."""
     wav = speech_wav(directory, name + ".wav", text)
     path = directory / name
     _run([
         "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
-        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10", "-i", str(wav),
+        "-f", "lavfi", "-i", f"testsrc2=size={size[0]}x{size[1]}:rate=10", "-i", str(wav),
         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-shortest", str(path),
     ])
