@@ -11,6 +11,14 @@ ffmpeg's playlist and the rest is measured here (RFC 8216, section 4.3.4.2):
 - CODECS: from the encoded stream itself (the H.264 ``avcC`` record: profile, constraint flags and
   level as ffprobe reads them; the AAC object type from ffprobe's profile);
 - FRAME-RATE: the encoded stream's average frame rate.
+
+The transcript is a separate job that may finish after the transcode, so the master playlist
+names it by where it will be: a subtitles rendition (``EXT-X-MEDIA:TYPE=SUBTITLES``) whose media
+playlist has one segment, the transcript job's ``transcript.vtt``, at its deterministic key next to
+the ``hls/`` folder. Until the transcript is stored, players find the subtitles missing (hls.js
+carries on without them); once stored, it is offered with no change to the playlists. The WebVTT
+file has no ``X-TIMESTAMP-MAP``, so cue time 0 is MPEG-TS time 0 (RFC 8216, 3.5): segments are
+written without ffmpeg's default 1.4 s mux delay, so both timelines start together.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from jobs.errors import PermanentJobError
 
 #: AAC object types (RFC 6381 ``mp4a.40.N``) by the profile name ffprobe reports.
 _AAC_OBJECT_TYPE = {"LC": 2, "HE-AAC": 5, "HE-AACv2": 29, "Main": 1, "LTP": 4}
+
+SUBTITLES_GROUP = "subs"
 
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 
@@ -111,13 +121,28 @@ def frame_rate(stream: dict[str, Any]) -> float | None:
     return None
 
 
-def master_playlist(variants: Sequence[Variant]) -> str:
-    """The text of a master playlist declaring ``variants``, highest bandwidth first."""
+def subtitles_playlist(vtt_uri: str, duration: float) -> str:
+    """A VOD media playlist whose one segment is the whole WebVTT file at ``vtt_uri``."""
+    return "\n".join([
+        "#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{math.ceil(duration)}",
+        "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:VOD", f"#EXTINF:{duration:.3f},",
+        vtt_uri, "#EXT-X-ENDLIST",
+    ]) + "\n"
+
+
+def master_playlist(variants: Sequence[Variant], subtitles_uri: str | None = None) -> str:
+    """The text of a master playlist declaring ``variants``, highest bandwidth first, and the
+    subtitles rendition at ``subtitles_uri`` when given."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if subtitles_uri:
+        lines.append(f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="{SUBTITLES_GROUP}",NAME="Transcript",'
+                     f'DEFAULT=NO,AUTOSELECT=YES,URI="{subtitles_uri}"')
     for v in sorted(variants, key=lambda v: v.bandwidth, reverse=True):
         attrs = [f"BANDWIDTH={v.bandwidth}", f"AVERAGE-BANDWIDTH={v.average_bandwidth}",
                  f'CODECS="{v.codecs}"', f"RESOLUTION={v.resolution}"]
         if v.frame_rate:
             attrs.append(f"FRAME-RATE={v.frame_rate:.3f}")
+        if subtitles_uri:
+            attrs.append(f'SUBTITLES="{SUBTITLES_GROUP}"')
         lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), v.uri]
     return "\n".join(lines) + "\n"

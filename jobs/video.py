@@ -37,6 +37,9 @@ _MAXRATE_KBPS = {2160: 16000, 1440: 9000, 1080: 6000, 720: 3000, 480: 1500, 360:
 AUDIO_BITRATE = "128k"
 #: Seconds per HLS segment; keyframes are forced on this grid so every rendition aligns.
 HLS_SEGMENT_SECONDS = 4
+#: The transcript job's WebVTT output (``jobs.transcripts``): the HLS subtitles rendition names it
+#: at its variant key, relative to ``hls/subtitles/`` (see ``jobs.hls``).
+TRANSCRIPT_VTT = "transcript.vtt"
 
 
 def _frame_stats(path: Path) -> tuple[float, float]:
@@ -254,10 +257,11 @@ def transcode_graph(
 
 def _hls(
     renditions: list[OutputFile], info: probe.MediaInfo, workdir: Path, timer: ffmpeg.Timer,
-    limits: MediaLimits,
+    subtitles: bool,
 ) -> list[OutputFile]:
     """Remux every MP4 rendition into HLS segments (no re-encode) and write a master playlist
-    whose values are measured from the segments and the encoded streams (``jobs.hls``)."""
+    whose values are measured from the segments and the encoded streams (``jobs.hls``), with a
+    subtitles rendition naming the transcript when ``subtitles`` is true."""
     outputs: list[OutputFile] = []
     variants: list[hls.Variant] = []
     for rendition in renditions:
@@ -269,6 +273,8 @@ def _hls(
             str(playlist), c="copy", f="hls", hls_time=HLS_SEGMENT_SECONDS,
             hls_playlist_type="vod", hls_segment_filename=str(folder / "seg_%05d.ts"),
             master_pl_name="_ffmpeg_master.m3u8",
+            # No 1.4 s mux delay: MPEG-TS time 0 is media time 0, as the WebVTT transcript assumes.
+            muxdelay=0, muxpreload=0,
         )
         ffmpeg.run_ffmpeg(stream, timeout=timer.remaining(), what="HLS packaging")
         # ffmpeg writes master_pl_name next to the media playlist: only its RESOLUTION is kept.
@@ -300,8 +306,17 @@ def _hls(
                 width=rendition.width if not is_playlist else None,
                 height=rendition.height if not is_playlist else None,
             ))
+    subtitles_uri = None
+    if subtitles:
+        folder = workdir / "hls" / "subtitles"
+        folder.mkdir(parents=True, exist_ok=True)
+        playlist = folder / "index.m3u8"
+        playlist.write_text(hls.subtitles_playlist(f"../../{TRANSCRIPT_VTT}", info.duration))
+        subtitles_uri = "subtitles/index.m3u8"
+        outputs.append(OutputFile("hls/subtitles/index.m3u8", playlist, "m3u8",
+                                  "application/vnd.apple.mpegurl", playlist.stat().st_size))
     master_path = workdir / "hls" / "master.m3u8"
-    master_path.write_text(hls.master_playlist(variants))
+    master_path.write_text(hls.master_playlist(variants, subtitles_uri))
     outputs.insert(0, OutputFile("hls/master.m3u8", master_path, "m3u8",
                                  "application/vnd.apple.mpegurl", master_path.stat().st_size))
     return outputs
@@ -348,6 +363,10 @@ def run_transcode(
             loudness["audio_normalised"] = True
     graph, paths = transcode_graph(source, info, workdir, heights, limits, preset, loudnorm)
     want_hls = bool(params.get("hls"))
+    # A transcript job runs by default for every asset with a soundtrack.
+    subtitles = params.get("subtitles", info.audio is not None)
+    if not isinstance(subtitles, bool):
+        raise PermanentJobError("subtitles must be true or false")
     encode_share = (0.85 if want_hls else 1.0) - start
     ffmpeg.run_ffmpeg(
         graph, timeout=timer.remaining(), duration=info.duration,
@@ -360,7 +379,7 @@ def run_transcode(
         outputs.append(OutputFile(path.name, path, "mp4", "video/mp4", size,
                                   width=width, height=real_height, extra={"rendition": height}))
     if want_hls:
-        outputs += _hls(list(outputs), info, workdir, timer, limits)
+        outputs += _hls(list(outputs), info, workdir, timer, subtitles)
     progress(1.0)
     return JobResult(
         outputs=tuple(outputs),

@@ -51,11 +51,14 @@ DECODE = """async (src) => {
 }"""
 
 HLS_START = """(src) => {
+  if (window.hls) { window.hls.destroy(); window.v.remove(); }
   window.fragLevels = []; window.fatal = [];
   const v = document.createElement('video'); v.muted = true; v.playsInline = true;
   document.body.appendChild(v); window.v = v;
   const hls = new Hls({capLevelToPlayerSize: false, startLevel: 0}); window.hls = hls;
   hls.on(Hls.Events.FRAG_LOADED, (_, d) => window.fragLevels.push(d.frag.level));
+  window.subtitleFrags = [];
+  hls.on(Hls.Events.SUBTITLE_FRAG_PROCESSED, (_, d) => window.subtitleFrags.push(d.success));
   hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.fatal.push(d.details); });
   hls.on(Hls.Events.MANIFEST_PARSED, () => v.play());
   hls.loadSource(src); hls.attachMedia(v);
@@ -97,6 +100,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         outputs[name] = []
         for job_type, params in runs:
             outputs[name] += run_job(job_type, sources[name], root / name, params).outputs
+    # The same HLS before the transcript job has finished: no transcript.vtt next to it.
+    shutil.copytree(root / "talk" / "hls", root / "untranscribed" / "hls")
     broken = root / "broken"
     broken.mkdir()
     data = bytearray((root / "talk" / "video_240p.mp4").read_bytes())
@@ -126,6 +131,12 @@ def page(site: dict[str, Any]) -> Iterator[Any]:
             yield page
         finally:
             browser.close()
+
+
+def _seconds(stamp: str) -> float:
+    """Seconds of a WebVTT timestamp (``mm:ss.ttt`` or ``hh:mm:ss.ttt``)."""
+    parts = [float(p) for p in stamp.strip().split()[0].split(":")]
+    return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
 
 
 def _files(site: dict[str, Any], suffixes: tuple[str, ...]) -> list[tuple[str, Any]]:
@@ -169,6 +180,37 @@ def test_hls_master_plays_every_level(site: dict[str, Any], page: Any) -> None:
     page.wait_for_function("() => window.v.currentTime > 0.5 || window.fatal.length > 0")
     assert page.evaluate("() => window.fatal") == []
     assert sorted({(w, h) for w, h, _ in levels}) == [(192, 144), (320, 240)]
+
+
+def test_hls_subtitles_rendition_is_the_transcript(site: dict[str, Any], page: Any) -> None:
+    """hls.js offers the transcript as the master playlist's subtitles track and loads its cues,
+    each inside the video's duration."""
+    assert page.evaluate(HLS_START, "/talk/hls/master.m3u8") is True
+    page.wait_for_function("() => window.hls.subtitleTracks.length > 0 || window.fatal.length > 0")
+    assert page.evaluate("() => window.hls.subtitleTracks.map(t => t.name)") == ["Transcript"]
+    page.evaluate("() => { window.hls.subtitleDisplay = true; window.hls.subtitleTrack = 0; }")
+    page.wait_for_function("() => window.subtitleFrags.length > 0 || window.fatal.length > 0")
+    assert page.evaluate("() => window.subtitleFrags") == [True]
+    page.wait_for_function("() => Array.from(window.v.textTracks).some(t => t.cues && t.cues.length)")
+    cues = page.evaluate("""() => Array.from(window.v.textTracks).filter(t => t.cues && t.cues.length)
+        .flatMap(t => Array.from(t.cues).map(c => [c.startTime, c.endTime]))""")
+    duration = page.evaluate("() => window.v.duration")
+    vtt = (site["root"] / "talk" / "transcript.vtt").read_text()
+    assert len(cues) == vtt.count(" --> ")
+    for start, end in cues:
+        assert 0 <= start < end <= duration, (start, end, duration)
+    # Cue times land where the VTT puts them (no shift by an MPEG-TS offset).
+    written = sorted(_seconds(t) for line in vtt.splitlines() if " --> " in line
+                     for t in line.split(" --> ")[:2])
+    assert sorted(t for cue in cues for t in cue) == pytest.approx(written, abs=0.15)
+
+
+def test_hls_plays_before_the_transcript_exists(page: Any) -> None:
+    """Before the transcript job has stored its VTT, the master still plays every level's audio
+    and video; only the subtitles are missing."""
+    assert page.evaluate(HLS_START, "/untranscribed/hls/master.m3u8") is True
+    page.wait_for_function("() => window.v.currentTime > 0.5 || window.fatal.length > 0")
+    assert page.evaluate("() => window.fatal") == []
 
 
 def test_transcript_loads_as_a_track_inside_the_duration(site: dict[str, Any], page: Any) -> None:
