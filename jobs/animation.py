@@ -3,13 +3,14 @@
 Pillow decodes the frames (ffmpeg cannot read animated WebP, and Pillow applies GIF disposal and
 APNG blending), one at a time, onto white where they are transparent; they are piped raw into one
 ffmpeg run that writes both files. Each frame is held for its own duration: the output frame rate
-is the one that divides every frame duration (capped at ``ANIMATION_MAX_FPS``; frames are repeated
-to last as long as in the image). Output dimensions are even (yuv420p needs it), the MP4 is
+is the lowest one that starts every frame within 10 ms of its time (``timing``; capped at
+``ANIMATION_MAX_FPS``; a frame held longer is repeated). Output dimensions are even (yuv420p needs it), the MP4 is
 ``+faststart``, neither file has an audio track.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ ANIMATION_MAX_FPS = 50
 #: Browsers play a GIF frame declared at 10 ms or less for 100 ms; so do we.
 SHORTEST_FRAME_MS = 20
 DEFAULT_FRAME_MS = 100
+#: How far, in milliseconds, a frame may start from its time in the image when a lower frame
+#: rate is chosen: GIF delays are counted in 10 ms steps, and players show them no finer.
+ANIMATION_TIMING_TOLERANCE_MS = 10
 #: Most video frames one animation may become (10 minutes at 50 fps): frames held for long
 #: durations are repeated, so a few frames can otherwise ask for hours of encoding.
 ANIMATION_MAX_VIDEO_FRAMES = 30_000
@@ -70,10 +74,32 @@ def frame_durations(im: Image.Image) -> list[int]:
     return durations
 
 
+def _plan(durations: list[int], fps: Fraction) -> tuple[Timing, float]:
+    """Frames placed at ``fps`` by rounding each frame's start time (so errors never add up),
+    and the largest start-time error in milliseconds."""
+    starts, at = [], 0
+    for ms in (*durations, 0):
+        starts.append(at)
+        at += ms
+    slots = [round(t * fps / 1000) for t in starts]
+    error = max(abs(float(n / fps * 1000) - t) for n, t in zip(slots, starts, strict=True))
+    repeats = tuple(b - a for a, b in itertools.pairwise(slots))
+    return Timing(fps, repeats), error
+
+
 def timing(durations: list[int]) -> Timing:
-    """The frame rate that holds every frame for its duration (at most ``ANIMATION_MAX_FPS``)."""
-    fps = min(Fraction(ANIMATION_MAX_FPS), Fraction(1000, reduce(math.gcd, durations)))
-    return Timing(fps, tuple(max(1, round(ms * fps / 1000)) for ms in durations))
+    """The lowest frame rate (at most ``ANIMATION_MAX_FPS``) at which every frame is shown and
+    starts within ``ANIMATION_TIMING_TOLERANCE_MS`` of its time in the image: a 15 fps GIF stored
+    with 60 and 70 ms delays stays 15 fps instead of becoming 50 fps of repeated frames."""
+    exact = Fraction(1000, reduce(math.gcd, durations))
+    lowest = max(1, math.ceil(1000 / max(durations)))
+    for fps in range(lowest, ANIMATION_MAX_FPS + 1):
+        if Fraction(fps) > exact:
+            break
+        plan, error = _plan(durations, Fraction(fps))
+        if min(plan.repeats) >= 1 and error <= ANIMATION_TIMING_TOLERANCE_MS:
+            return plan
+    return _plan(durations, min(exact, Fraction(ANIMATION_MAX_FPS)))[0]
 
 
 def is_animated(im: Image.Image) -> bool:
