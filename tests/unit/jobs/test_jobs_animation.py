@@ -115,3 +115,16 @@ def test_animation_longer_than_the_duration_limit_is_refused(tmp_path: Path, wor
     src = mf.screen_gif(tmp_path, frames=4, frame_ms=2000, blank_frames=0)
     with pytest.raises(PermanentJobError, match="animation lasts 8 s, above the 5 s limit"):
         run_job("thumbnail", src, workdir, {}, MediaLimits(max_duration_seconds=5))
+
+
+def test_gif_made_by_ffmpeg_keeps_its_duration(tmp_path: Path, workdir: Path) -> None:
+    """A 15 fps clip turned into a GIF by ffmpeg (frames stored at 60 and 70 ms) plays as long as
+    ffprobe says the GIF does, in both videos."""
+    gif = tmp_path / "clip.gif"
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x90:rate=15:duration=3", "-loop", "0", str(gif)], check=True)
+    expected = float(ffprobe(gif)["format"]["duration"])
+    result = run_job("thumbnail", gif, workdir, {"formats": ["webp"]})
+    for out in result.outputs:
+        if out.name.startswith("animation."):
+            assert float(ffprobe(out.path)["format"]["duration"]) == pytest.approx(expected, abs=0.02), out.name
