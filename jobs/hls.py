@@ -12,13 +12,16 @@ ffmpeg's playlist and the rest is measured here (RFC 8216, section 4.3.4.2):
   level as ffprobe reads them; the AAC object type from ffprobe's profile);
 - FRAME-RATE: the encoded stream's average frame rate.
 
-The transcript is a separate job that may finish after the transcode, so the master playlist
-names it by where it will be: a subtitles rendition (``EXT-X-MEDIA:TYPE=SUBTITLES``) whose media
-playlist has one segment, the transcript job's ``transcript.vtt``, at its deterministic key next to
-the ``hls/`` folder. Until the transcript is stored, players find the subtitles missing (hls.js
-carries on without them); once stored, it is offered with no change to the playlists. The WebVTT
-file has no ``X-TIMESTAMP-MAP``, so cue time 0 is MPEG-TS time 0 (RFC 8216, 3.5): segments are
-written without ffmpeg's default 1.4 s mux delay, so both timelines start together.
+The transcript is a separate job that may finish after the transcode, and a player that is offered
+a subtitles rendition it cannot load stops (hls.js 1.7 raises a fatal fragLoadError for the missing
+WebVTT). So two master playlists are written: ``master.m3u8`` without subtitles, always playable,
+and ``master_with_transcript.m3u8``, the same variants plus a subtitles rendition
+(``EXT-X-MEDIA:TYPE=SUBTITLES``) whose media playlist has one segment, the transcript job's
+``transcript.vtt``, at its deterministic key next to the ``hls/`` folder. The transcript joins the
+stream by the application handing players the second playlist once the asset's variants include
+``transcript.vtt``; nothing is rewritten. The WebVTT file has no ``X-TIMESTAMP-MAP``, so cue time 0
+is MPEG-TS time 0 (RFC 8216, 3.5): segments are written without ffmpeg's default 1.4 s mux delay,
+so both timelines start together.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ _MAXRATE_KBPS = {2160: 16000, 1440: 9000, 1080: 6000, 720: 3000, 480: 1500, 360:
 AUDIO_BITRATE = "128k"
 #: Seconds per HLS segment; keyframes are forced on this grid so every rendition aligns.
 HLS_SEGMENT_SECONDS = 4
-#: The transcript job's WebVTT output (``jobs.transcripts``): the HLS subtitles rendition names it
-#: at its variant key, relative to ``hls/subtitles/`` (see ``jobs.hls``).
+#: The transcript job's WebVTT output (``jobs.transcripts``): the HLS subtitles rendition of
+#: ``hls/master_with_transcript.m3u8`` names it at its variant key (see ``jobs.hls``).
 TRANSCRIPT_VTT = "transcript.vtt"
 
 
@@ -261,7 +261,8 @@ def _hls(
 ) -> list[OutputFile]:
     """Remux every MP4 rendition into HLS segments (no re-encode) and write a master playlist
     whose values are measured from the segments and the encoded streams (``jobs.hls``), with a
-    subtitles rendition naming the transcript when ``subtitles`` is true."""
+    second master playlist adding a subtitles rendition of the transcript when ``subtitles`` is
+    true."""
     outputs: list[OutputFile] = []
     variants: list[hls.Variant] = []
     for rendition in renditions:
@@ -315,10 +316,14 @@ def _hls(
         subtitles_uri = "subtitles/index.m3u8"
         outputs.append(OutputFile("hls/subtitles/index.m3u8", playlist, "m3u8",
                                   "application/vnd.apple.mpegurl", playlist.stat().st_size))
-    master_path = workdir / "hls" / "master.m3u8"
-    master_path.write_text(hls.master_playlist(variants, subtitles_uri))
-    outputs.insert(0, OutputFile("hls/master.m3u8", master_path, "m3u8",
-                                 "application/vnd.apple.mpegurl", master_path.stat().st_size))
+    masters = [("master.m3u8", None)]
+    if subtitles_uri:
+        masters.append(("master_with_transcript.m3u8", subtitles_uri))
+    for i, (name, uri) in enumerate(masters):
+        master_path = workdir / "hls" / name
+        master_path.write_text(hls.master_playlist(variants, uri))
+        outputs.insert(i, OutputFile(f"hls/{name}", master_path, "m3u8",
+                                     "application/vnd.apple.mpegurl", master_path.stat().st_size))
     return outputs
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,11 +92,19 @@ def _handler(root: Path) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A player that drops a connection mid-body (it seeks, or hls.js aborts a load) is normal."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 @contextmanager
 def serve(root: Path) -> Iterator[str]:
     """Serve ``root`` on 127.0.0.1 (a free port) while the block runs; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(root.resolve()))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _handler(root.resolve()))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

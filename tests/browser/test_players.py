@@ -59,8 +59,8 @@ HLS_START = """(src) => {
   hls.on(Hls.Events.FRAG_LOADED, (_, d) => window.fragLevels.push(d.frag.level));
   window.subtitleFrags = [];
   hls.on(Hls.Events.SUBTITLE_FRAG_PROCESSED, (_, d) => window.subtitleFrags.push(d.success));
-  hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.fatal.push(d.details); });
-  hls.on(Hls.Events.MANIFEST_PARSED, () => v.play());
+  window.errors = [];
+  hls.on(Hls.Events.ERROR, (_, d) => { (d.fatal ? window.fatal : window.errors).push(d.details); });
   hls.loadSource(src); hls.attachMedia(v);
   return Hls.isSupported();
 }"""
@@ -174,18 +174,20 @@ def test_hls_master_plays_every_level(site: dict[str, Any], page: Any) -> None:
     levels = page.evaluate("() => window.hls.levels.map(l => [l.width, l.height, l.bitrate])")
     declared = (site["root"] / "talk" / "hls" / "master.m3u8").read_text().count("#EXT-X-STREAM-INF")
     assert len(levels) == declared == 2
+    # Paused while levels are switched, so the short clip cannot end before every level loaded.
     for i in range(len(levels)):
         page.evaluate(f"() => {{ window.hls.currentLevel = {i}; }}")
         page.wait_for_function(f"() => window.fragLevels.includes({i}) || window.fatal.length > 0")
+    page.evaluate("() => window.v.play()")
     page.wait_for_function("() => window.v.currentTime > 0.5 || window.fatal.length > 0")
     assert page.evaluate("() => window.fatal") == []
     assert sorted({(w, h) for w, h, _ in levels}) == [(192, 144), (320, 240)]
 
 
 def test_hls_subtitles_rendition_is_the_transcript(site: dict[str, Any], page: Any) -> None:
-    """hls.js offers the transcript as the master playlist's subtitles track and loads its cues,
-    each inside the video's duration."""
-    assert page.evaluate(HLS_START, "/talk/hls/master.m3u8") is True
+    """hls.js offers the transcript as master_with_transcript.m3u8's subtitles track and loads its
+    cues, each inside the video's duration, at the times the VTT gives."""
+    assert page.evaluate(HLS_START, "/talk/hls/master_with_transcript.m3u8") is True
     page.wait_for_function("() => window.hls.subtitleTracks.length > 0 || window.fatal.length > 0")
     assert page.evaluate("() => window.hls.subtitleTracks.map(t => t.name)") == ["Transcript"]
     page.evaluate("() => { window.hls.subtitleDisplay = true; window.hls.subtitleTrack = 0; }")
@@ -206,27 +208,12 @@ def test_hls_subtitles_rendition_is_the_transcript(site: dict[str, Any], page: A
 
 
 def test_hls_plays_before_the_transcript_exists(page: Any) -> None:
-    """Before the transcript job has stored its VTT, the master still plays every level's audio
-    and video; only the subtitles are missing."""
+    """Before the transcript job has stored its VTT, master.m3u8 offers no subtitles and plays
+    (hls.js 1.7 stops with a fatal fragLoadError when a selected subtitles rendition is missing,
+    which is why master_with_transcript.m3u8 is a separate playlist)."""
     assert page.evaluate(HLS_START, "/untranscribed/hls/master.m3u8") is True
+    page.wait_for_function("() => window.hls.levels.length > 0 || window.fatal.length > 0")
+    assert page.evaluate("() => window.hls.subtitleTracks.length") == 0
+    page.evaluate("() => window.v.play()")
     page.wait_for_function("() => window.v.currentTime > 0.5 || window.fatal.length > 0")
     assert page.evaluate("() => window.fatal") == []
-
-
-def test_transcript_loads_as_a_track_inside_the_duration(site: dict[str, Any], page: Any) -> None:
-    """The transcript VTT loads as a <track> of the rendition; every cue lies inside its duration."""
-    result = page.evaluate(TRACK, ["/talk/video_240p.mp4", "/talk/transcript.vtt", WAIT_MS])
-    assert result["readyState"] == 2  # HTMLTrackElement.LOADED
-    assert result["cues"], "the spoken clip has at least one cue"
-    for start, end, _text in result["cues"]:
-        assert 0 <= start < end <= result["duration"], (start, end, result["duration"])
-
-
-def test_every_webp_and_avif_variant_decodes_at_its_size(site: dict[str, Any], page: Any) -> None:
-    """Every WebP and AVIF variant (photo, video poster, animation poster) decodes in <img> at the
-    width and height the job declared."""
-    files = _files(site, (".webp", ".avif"))
-    assert any(url.startswith("/photo/thumb_1000.") for url, _ in files)
-    assert any(url.startswith("/talk/poster_") for url, _ in files)
-    for url, out in files:
-        assert page.evaluate(DECODE, url) == [out.width, out.height], url
