@@ -114,3 +114,28 @@ def test_portrait_phone_video_renditions_and_master(tmp_path: Path, workdir: Pat
         assert not any("rotation" in sd for sd in stream.get("side_data_list", []))
     resolutions = {attrs["RESOLUTION"] for attrs, _ in master_entries(workdir / "hls" / "master.m3u8")}
     assert resolutions == {"1080x1920", "480x854"}
+
+
+@pytest.mark.slow
+def test_transcript_joins_through_a_second_master(busy_hls: Path) -> None:
+    """master.m3u8 names no subtitles; master_with_transcript.m3u8 has the same variants plus a
+    subtitles rendition whose one segment is the transcript job's VTT at its variant key."""
+    plain = busy_hls.read_text()
+    joined = (busy_hls.parent / "master_with_transcript.m3u8").read_text()
+    assert "TYPE=SUBTITLES" not in plain and "SUBTITLES=" not in plain
+    assert [a for a, _ in master_entries(busy_hls)] == [
+        {k: v for k, v in a.items() if k != "SUBTITLES"} for a, _ in master_entries(busy_hls.parent / "master_with_transcript.m3u8")]
+    assert 'TYPE=SUBTITLES,GROUP-ID="subs"' in joined and 'URI="subtitles/index.m3u8"' in joined
+    media = (busy_hls.parent / "subtitles" / "index.m3u8").read_text().splitlines()
+    assert "../../transcript.vtt" in media and "#EXT-X-ENDLIST" in media
+    assert (busy_hls.parent / "subtitles" / "../../transcript.vtt").resolve() == busy_hls.parents[1] / "transcript.vtt"
+
+
+def test_no_soundtrack_no_subtitles_master(tmp_path: Path, workdir: Path) -> None:
+    """A video without a soundtrack gets no transcript job, so only master.m3u8 is written, and
+    its CODECS names the video stream alone."""
+    src = mf.video(tmp_path, "mute.mp4", seconds=2, audio=False)
+    run_job("transcode", src, workdir, {"hls": True, "renditions": [240], "preset": "ultrafast"})
+    assert not (workdir / "hls" / "master_with_transcript.m3u8").exists()
+    (attrs, _uri), = master_entries(workdir / "hls" / "master.m3u8")
+    assert attrs["CODECS"].startswith("avc1.") and "," not in attrs["CODECS"]
