@@ -14,6 +14,7 @@ Every invocation:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import signal
@@ -21,9 +22,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import ffmpeg as ffmpeg_python
 
@@ -87,16 +88,18 @@ def _check_no_shell(args: Sequence[str]) -> list[str]:
     return argv
 
 
-def ffprobe(path: Path, demuxer: str, *, timeout: float) -> dict[str, Any]:
-    """ffprobe's JSON description (format and streams) of ``path``, read with ``demuxer`` forced."""
+def ffprobe(path: Path, demuxer: str, *, timeout: float, show_data: bool = False) -> dict[str, Any]:
+    """ffprobe's JSON description (format and streams) of ``path``, read with ``demuxer`` forced;
+    ``show_data`` adds each stream's codec extradata as a hex dump (``extradata``)."""
     if demuxer not in ALLOWED_DEMUXERS:
         raise PermanentJobError(f"container format {demuxer!r} is not allowed")
     args = ["ffprobe", "-hide_banner", "-v", "error", "-f", demuxer, "-protocol_whitelist", "file"]
     for key, value in _DEMUXER_SAFETY_OPTIONS.get(demuxer, {}).items():
         args += [f"-{key}", str(value)]
-    args += [
-        "-show_format", "-show_streams", "-show_error", "-print_format", "json", input_url(path),
-    ]
+    args += ["-show_format", "-show_streams", "-show_error", "-print_format", "json"]
+    if show_data:
+        args.append("-show_data")
+    args.append(input_url(path))
     try:
         proc = subprocess.run(
             _check_no_shell(args), capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
@@ -162,12 +165,18 @@ def run_argv(
     duration: float | None = None,
     progress: Progress = no_progress,
     what: str = "ffmpeg",
+    feed: Callable[[IO[bytes]], None] | None = None,
 ) -> bytes:
-    """Run an ffmpeg argument list (already carrying ``-progress pipe:1``); see :func:`run_ffmpeg`."""
+    """Run an ffmpeg argument list (already carrying ``-progress pipe:1``); see :func:`run_ffmpeg`.
+
+    ``feed``, when given, is called in a thread with ffmpeg's stdin (an input ``pipe:0``) and
+    writes the input there; stdin is closed when it returns.
+    """
     argv = _check_no_shell(args)
     try:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            argv, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,  # only a prctl call between fork and exec: no locks taken
         )
     except FileNotFoundError as exc:
@@ -184,6 +193,23 @@ def run_argv(
 
     reader = threading.Thread(target=drain_stderr, daemon=True)
     reader.start()
+    feed_errors: list[BaseException] = []
+
+    def write_stdin() -> None:
+        assert feed is not None and proc.stdin is not None
+        try:
+            feed(proc.stdin)
+        except BrokenPipeError:
+            pass  # ffmpeg stopped reading: its exit status and stderr tell why
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+            feed_errors.append(exc)
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+
+    writer = threading.Thread(target=write_stdin, daemon=True) if feed else None
+    if writer is not None:
+        writer.start()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -197,10 +223,14 @@ def run_argv(
             proc.kill()
             proc.wait()
         reader.join(timeout=5)
+        if writer is not None:
+            writer.join(timeout=5)
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
     stderr = b"".join(stderr_chunks)
+    if feed_errors:
+        raise feed_errors[0]
     if watchdog.fired:
         raise PermanentJobError(f"{what} took longer than the {timeout:g} s limit")
     if proc.returncode != 0:

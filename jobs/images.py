@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import blurhash
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageOps, ImageStat
 
-from jobs import probe
+from jobs import animation, probe
 from jobs.errors import PermanentJobError
 from jobs.limits import MediaLimits
 from jobs.result import JobResult, OutputFile, Progress
@@ -42,6 +42,10 @@ _SAVE_OPTIONS: dict[str, dict[str, Any]] = {
     "png": {"format": "PNG", "optimize": True},
 }
 _SRGB = ImageCms.createProfile("sRGB")
+#: A frame darker than this mean luma (0-255), or flatter than this standard deviation, shows
+#: nothing: an animation's poster is its first frame that is neither.
+BLANK_MEAN_LUMA = 24.0
+FLAT_LUMA_STDDEV = 6.0
 
 
 def parse_widths(params: dict[str, Any], default: Sequence[int] = DEFAULT_WIDTHS) -> list[int]:
@@ -70,9 +74,13 @@ def parse_formats(params: dict[str, Any]) -> list[str]:
 
 
 def ladder(source_width: int, widths: Sequence[int]) -> list[int]:
-    """Widths of the ladder that fit the source, widest first; the source width when none fit."""
+    """Widths of the ladder that fit the source, widest first, never upscaled. When the source
+    is narrower than some step, its own width is the top variant (a 1900 px photo gets 1900,
+    1280, ...), so high-density screens get every pixel there is."""
     fitting = sorted({w for w in widths if w <= source_width}, reverse=True)
-    return fitting or [source_width]
+    if source_width not in fitting and any(w > source_width for w in widths):
+        fitting.insert(0, source_width)
+    return fitting
 
 
 def _display_size(im: Image.Image) -> tuple[int, int]:
@@ -92,8 +100,28 @@ def _to_srgb(im: Image.Image) -> Image.Image:
         return im  # an unreadable profile: keep the pixels as they are
 
 
-def load_upright(im: Image.Image, max_width: int | None) -> Image.Image:
-    """Decode ``im`` upright in RGB(A), at least ``max_width`` wide when it is wider than that.
+def is_blank(im: Image.Image) -> bool:
+    """True for a frame that shows nothing: nearly black, or one flat colour (fades, slates)."""
+    gray = _flatten(im.convert("RGBA") if im.mode not in ("RGB", "RGBA") else im).convert("L")
+    gray.thumbnail((160, 160))
+    stat = ImageStat.Stat(gray)
+    return stat.mean[0] < BLANK_MEAN_LUMA or stat.stddev[0] < FLAT_LUMA_STDDEV
+
+
+def first_shown_frame(im: Image.Image) -> int:
+    """Index of the first frame of an animation that is not blank (0 when all are)."""
+    for i in range(getattr(im, "n_frames", 1)):
+        with probe.decoding("animation frame"):
+            im.seek(i)
+            blank = is_blank(im)
+        if not blank:
+            return i
+    return 0
+
+
+def load_upright(im: Image.Image, max_width: int | None, frame: int = 0) -> Image.Image:
+    """Decode ``im`` (its frame ``frame`` when animated) upright in RGB(A), at least
+    ``max_width`` wide when it is wider than that.
 
     For JPEG, ``draft`` lets libjpeg decode at 1/2, 1/4 or 1/8 scale directly.
     """
@@ -104,7 +132,7 @@ def load_upright(im: Image.Image, max_width: int | None) -> Image.Image:
         im.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
     with probe.decoding("image"):
         if getattr(im, "is_animated", False):
-            im.seek(0)
+            im.seek(frame)
         im.load()
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (
             im.mode == "P" and "transparency" in im.info
@@ -202,14 +230,30 @@ def run_thumbnail(
     progress: Progress,
     sniffed: probe.Sniffed,
 ) -> JobResult:
-    """Variants of an image original (see the module docstring)."""
+    """Variants of an image original (see the module docstring). An animated image's variants
+    show its first frame that is not blank, and it also gets ``animation.mp4`` and
+    ``animation.webm`` (``jobs.animation``) unless ``params["animation"]`` is false."""
     widths = parse_widths(params)
     formats = parse_formats(params)
+    want_video = params.get("animation", True)
+    if not isinstance(want_video, bool):
+        raise PermanentJobError("animation must be true or false")
+    extra: dict[str, Any] = {}
+    video_outputs: list[OutputFile] = []
     with probe.open_image(source, limits, sniffed) as im:
         display = _display_size(im)
-        base = load_upright(im, max(ladder(display[0], widths)))
+        animated = animation.is_animated(im)
+        frame = first_shown_frame(im) if animated else 0
+        if animated and want_video:
+            video_outputs, extra["animation"] = animation.encode(
+                im, workdir, limits, source.stat().st_size
+            )
+        base = load_upright(im, max(ladder(display[0], widths)), frame)
+    if animated:
+        extra["poster_frame"] = frame
     progress(0.2)
     outputs = write_ladder(base, workdir, "thumb", widths, formats, limits, progress, (0.2, 0.95))
+    outputs += video_outputs
     hash_, colour = placeholder(base)
     progress(1.0)
     return JobResult(
@@ -221,5 +265,6 @@ def run_thumbnail(
             "blurhash": hash_,
             "dominant_color": colour,
             "variants": len(outputs),
+            **extra,
         },
     )

@@ -13,7 +13,7 @@ from typing import Any
 import ffmpeg as ffmpeg_python
 from PIL import Image, ImageStat
 
-from jobs import audio, ffmpeg, images, probe
+from jobs import audio, ffmpeg, hls, images, probe
 from jobs.errors import PermanentJobError
 from jobs.limits import MediaLimits
 from jobs.result import JobResult, OutputFile, Progress
@@ -37,6 +37,9 @@ _MAXRATE_KBPS = {2160: 16000, 1440: 9000, 1080: 6000, 720: 3000, 480: 1500, 360:
 AUDIO_BITRATE = "128k"
 #: Seconds per HLS segment; keyframes are forced on this grid so every rendition aligns.
 HLS_SEGMENT_SECONDS = 4
+#: The transcript job's WebVTT output (``jobs.transcripts``): the HLS subtitles rendition of
+#: ``hls/master_with_transcript.m3u8`` names it at its variant key (see ``jobs.hls``).
+TRANSCRIPT_VTT = "transcript.vtt"
 
 
 def _frame_stats(path: Path) -> tuple[float, float]:
@@ -254,11 +257,14 @@ def transcode_graph(
 
 def _hls(
     renditions: list[OutputFile], info: probe.MediaInfo, workdir: Path, timer: ffmpeg.Timer,
-    limits: MediaLimits,
+    subtitles: bool,
 ) -> list[OutputFile]:
-    """Remux every MP4 rendition into HLS segments (no re-encode) and write the master playlist."""
+    """Remux every MP4 rendition into HLS segments (no re-encode) and write a master playlist
+    whose values are measured from the segments and the encoded streams (``jobs.hls``), with a
+    second master playlist adding a subtitles rendition of the transcript when ``subtitles`` is
+    true."""
     outputs: list[OutputFile] = []
-    master = ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    variants: list[hls.Variant] = []
     for rendition in renditions:
         label = rendition.name.removeprefix("video_").removesuffix(".mp4")
         folder = workdir / "hls" / label
@@ -267,8 +273,30 @@ def _hls(
         stream = ffmpeg.input_stream(rendition.path, "mov").output(
             str(playlist), c="copy", f="hls", hls_time=HLS_SEGMENT_SECONDS,
             hls_playlist_type="vod", hls_segment_filename=str(folder / "seg_%05d.ts"),
+            master_pl_name="_ffmpeg_master.m3u8",
+            # No 1.4 s mux delay: MPEG-TS time 0 is media time 0, as the WebVTT transcript assumes.
+            muxdelay=0, muxpreload=0,
         )
         ffmpeg.run_ffmpeg(stream, timeout=timer.remaining(), what="HLS packaging")
+        # ffmpeg writes master_pl_name next to the media playlist: only its RESOLUTION is kept.
+        written = folder / "_ffmpeg_master.m3u8"
+        declared = next(hls.attributes(line) for line in written.read_text().splitlines()
+                        if line.startswith("#EXT-X-STREAM-INF:"))
+        written.unlink()
+        probed = ffmpeg.ffprobe(rendition.path, "mov", timeout=min(60, timer.remaining()),
+                                show_data=True)
+        video_stream = next(s for s in probed["streams"] if s.get("codec_type") == "video")
+        audio_stream = next((s for s in probed["streams"] if s.get("codec_type") == "audio"), None)
+        codecs = [hls.video_codec(video_stream)]
+        if audio_stream is not None:
+            codecs.append(hls.audio_codec(audio_stream))
+        peak, average = hls.segment_bit_rates(playlist)
+        variants.append(hls.Variant(
+            uri=f"{label}/index.m3u8", bandwidth=peak, average_bandwidth=average,
+            codecs=",".join(codecs),
+            resolution=declared.get("RESOLUTION") or f"{rendition.width}x{rendition.height}",
+            frame_rate=hls.frame_rate(video_stream),
+        ))
         for path in sorted(folder.iterdir()):
             rel = path.relative_to(workdir).as_posix()
             is_playlist = path.suffix == ".m3u8"
@@ -279,18 +307,23 @@ def _hls(
                 width=rendition.width if not is_playlist else None,
                 height=rendition.height if not is_playlist else None,
             ))
-        seconds = max(info.duration, 0.001)
-        bandwidth = int(rendition.bytes * 8 / seconds * 1.1)
-        codecs = "avc1.640028" + (",mp4a.40.2" if info.audio else "")
-        master.append(
-            f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={rendition.width}x'
-            f'{rendition.height},CODECS="{codecs}"'
-        )
-        master.append(f"{label}/index.m3u8")
-    master_path = workdir / "hls" / "master.m3u8"
-    master_path.write_text("\n".join(master) + "\n")
-    outputs.insert(0, OutputFile("hls/master.m3u8", master_path, "m3u8",
-                                 "application/vnd.apple.mpegurl", master_path.stat().st_size))
+    subtitles_uri = None
+    if subtitles:
+        folder = workdir / "hls" / "subtitles"
+        folder.mkdir(parents=True, exist_ok=True)
+        playlist = folder / "index.m3u8"
+        playlist.write_text(hls.subtitles_playlist(f"../../{TRANSCRIPT_VTT}", info.duration))
+        subtitles_uri = "subtitles/index.m3u8"
+        outputs.append(OutputFile("hls/subtitles/index.m3u8", playlist, "m3u8",
+                                  "application/vnd.apple.mpegurl", playlist.stat().st_size))
+    masters = [("master.m3u8", None)]
+    if subtitles_uri:
+        masters.append(("master_with_transcript.m3u8", subtitles_uri))
+    for i, (name, uri) in enumerate(masters):
+        master_path = workdir / "hls" / name
+        master_path.write_text(hls.master_playlist(variants, uri))
+        outputs.insert(i, OutputFile(f"hls/{name}", master_path, "m3u8",
+                                     "application/vnd.apple.mpegurl", master_path.stat().st_size))
     return outputs
 
 
@@ -335,6 +368,10 @@ def run_transcode(
             loudness["audio_normalised"] = True
     graph, paths = transcode_graph(source, info, workdir, heights, limits, preset, loudnorm)
     want_hls = bool(params.get("hls"))
+    # A transcript job runs by default for every asset with a soundtrack.
+    subtitles = params.get("subtitles", info.audio is not None)
+    if not isinstance(subtitles, bool):
+        raise PermanentJobError("subtitles must be true or false")
     encode_share = (0.85 if want_hls else 1.0) - start
     ffmpeg.run_ffmpeg(
         graph, timeout=timer.remaining(), duration=info.duration,
@@ -347,7 +384,7 @@ def run_transcode(
         outputs.append(OutputFile(path.name, path, "mp4", "video/mp4", size,
                                   width=width, height=real_height, extra={"rendition": height}))
     if want_hls:
-        outputs += _hls(list(outputs), info, workdir, timer, limits)
+        outputs += _hls(list(outputs), info, workdir, timer, subtitles)
     progress(1.0)
     return JobResult(
         outputs=tuple(outputs),

@@ -150,13 +150,14 @@ def audio(
     return path
 
 
-def speech_video(directory: Path, name: str = "talk.mp4", text: str = SPEECH_SENTENCE) -> Path:
+def speech_video(directory: Path, name: str = "talk.mp4", text: str = SPEECH_SENTENCE, *,
+                 size: tuple[int, int] = (160, 120)) -> Path:
     """A small video whose soundtrack is espeak-ng saying ``text``."""
     wav = speech_wav(directory, name + ".wav", text)
     path = directory / name
     _run([
         "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
-        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10", "-i", str(wav),
+        "-f", "lavfi", "-i", f"testsrc2=size={size[0]}x{size[1]}:rate=10", "-i", str(wav),
         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-shortest", str(path),
     ])
@@ -250,4 +251,87 @@ def avi_with_m3u8_inside(directory: Path, name: str = "sneaky.avi") -> Path:
     path = directory / name
     body = b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4) + b"AVI " + body)
+    return path
+
+
+def screen_gif(
+    directory: Path,
+    name: str = "screen.gif",
+    *,
+    size: tuple[int, int] = (321, 181),
+    frames: int = 24,
+    frame_ms: int = 100,
+    blank_frames: int = 3,
+) -> Path:
+    """An animated GIF like a screen capture: odd dimensions, ``blank_frames`` black frames first,
+    then a gradient with a bar moving across it and a counter square (a new picture each frame)."""
+    w, h = size
+    gradient = Image.linear_gradient("L").resize(size).convert("RGB")
+    images = []
+    for i in range(frames):
+        if i < blank_frames:
+            frame = Image.new("RGB", size, (0, 0, 0))
+        else:
+            frame = Image.blend(gradient, Image.new("RGB", size, (30, 90, 200)), 0.5)
+            draw = ImageDraw.Draw(frame)
+            x = (i * w // frames) % w
+            draw.rectangle([x, h // 4, x + w // 8, 3 * h // 4], fill=(240, 200, 20))
+            draw.rectangle([4, 4, 4 + (i % 10) * 6, 14], fill=(250, 250, 250))
+        images.append(frame)
+    path = directory / name
+    images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+    return path
+
+
+def animated_webp(directory: Path, name: str = "anim.webp", *, frames: int = 12) -> Path:
+    """An animated WebP (ffmpeg cannot decode these; Pillow can)."""
+    gif = screen_gif(directory, name + ".src.gif", frames=frames, blank_frames=1)
+    with Image.open(gif) as im:
+        shots = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            shots.append(im.convert("RGB"))
+    path = directory / name
+    shots[0].save(path, format="WEBP", save_all=True, append_images=shots[1:], duration=80, loop=0)
+    gif.unlink()
+    return path
+
+
+def phone_video(directory: Path, name: str = "phone.mp4", *, seconds: float = 2.0) -> Path:
+    """A portrait phone recording: a 1920x1080 stream with a 90° rotation flag (display 1080x1920),
+    a test pattern at 30 fps and a tone, as phones write them."""
+    path = directory / name
+    plain = directory / f"_unrotated_{name}"
+    _run([
+        "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
+        "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}",
+        "-f", "lavfi", "-i", f"sine=frequency=300:sample_rate=48000:duration={seconds}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "96k", "-shortest", str(plain),
+    ])
+    # ffmpeg 5.1 writes the display matrix from the rotate tag on a stream copy only.
+    _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(plain), "-c", "copy",
+          "-metadata:s:v:0", "rotate=90", str(path)])
+    plain.unlink()
+    return path
+
+
+def complexity_change_video(
+    directory: Path, name: str = "busy.mp4", *, size: tuple[int, int] = (1280, 720),
+    seconds: float = 12.0,
+) -> Path:
+    """A clip whose complexity changes halfway: a still test pattern, then heavy moving noise (a
+    rendition's bit rate is far above its average in the second half)."""
+    w, h = size
+    path = directory / name
+    half = seconds / 2
+    _run([
+        "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
+        "-f", "lavfi", "-i",
+        f"testsrc2=size={w}x{h}:rate=30:duration={seconds},"
+        f"noise=alls=80:allf=t:enable='gte(t,{half})'",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "96k", "-shortest", str(path),
+    ])
     return path

@@ -80,3 +80,22 @@ def test_process_hostile_file_fails_its_asset_readably(tmp_path: Path) -> None:
     asset = json.loads(r.stdout)["assets"][0]
     assert asset["status"] == "failed"
     assert "pixels" in asset["error"] and "limit" in asset["error"]
+
+
+@pytest.mark.slow
+def test_process_animated_gif_ends_ready_with_videos(tmp_path: Path) -> None:
+    """An animated GIF passed to the README's first command ends ready with a playable MP4 and
+    WebM stored next to its image variants (ffprobe reads them)."""
+    from tests.media_factories import screen_gif
+
+    gif = screen_gif(tmp_path, "loop.gif")
+    r = _process(tmp_path, "--json", str(gif), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    asset = json.loads(r.stdout)["assets"][0]
+    assert asset["status"] == "ready" and "animation.mp4" in asset["renditions"]
+    storage = Path(asset["storage"])
+    stored = {Path(key).name: storage / key for key in asset["files"]}
+    for name, codec in (("animation.mp4", "h264"), ("animation.webm", "vp9")):
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
+                              "-of", "csv=p=0", str(stored[name])], capture_output=True, text=True)
+        assert out.stdout.strip() == codec, name

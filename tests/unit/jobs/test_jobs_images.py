@@ -25,9 +25,11 @@ def photo_result(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_ladder_names_formats_and_sizes(photo_result) -> None:
-    """A 1000 px wide (upright) photo gets 160/320/640 in three formats, nothing wider."""
+    """A 1000 px wide (upright) photo gets 1000 (its own width, below the 1280 step) and
+    160/320/640 in three formats, nothing wider."""
     names = {o.name for o in photo_result.outputs}
-    assert names == {n for n in EXPECTED_NAMES if not n.startswith("thumb_1280")}
+    own = {f"thumb_1000.{ext}" for ext in ("webp", "avif", "jpg")}
+    assert names == {n for n in EXPECTED_NAMES if not n.startswith("thumb_1280")} | own
     for out in photo_result.outputs:
         with Image.open(out.path) as im:
             assert im.format == {"webp": "WEBP", "avif": "AVIF", "jpeg": "JPEG"}[out.format]
@@ -120,4 +122,15 @@ def test_works_in_a_fresh_process(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path)], cwd=root,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-500:]
-    assert out.stdout.strip() == "6"  # 320 and 160 wide, three formats each
+    assert out.stdout.strip() == "9"  # 400 (its own width), 320 and 160 wide, three formats each
+
+
+def test_ladder_reaches_the_source_width(tmp_path: Path, workdir: Path) -> None:
+    """A 1900 px photo (between the 1280 and 1920 steps) gets a 1900 px top variant, never an
+    upscaled 1920 one, at the size Pillow decodes."""
+    src = mf.photo(tmp_path, size=(1900, 1200))
+    result = run_job("thumbnail", src, workdir, {"formats": ["webp"]})
+    assert sorted(o.width for o in result.outputs) == [160, 320, 640, 1280, 1900]
+    top = next(o for o in result.outputs if o.name == "thumb_1900.webp")
+    with Image.open(top.path) as im:
+        assert im.size == (1900, 1200)

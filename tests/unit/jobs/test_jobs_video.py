@@ -138,3 +138,14 @@ def test_silent_soundtrack_is_kept_not_failed(tmp_path: Path, workdir: Path) -> 
     result = run_job("transcode", src, workdir, {})
     assert result.data["audio_normalised"] is False and result.data["input_loudness_lufs"] is None
     assert result.outputs[0].path.stat().st_size > 0
+
+
+def test_portrait_phone_video_posters_reach_its_width(tmp_path: Path, workdir: Path) -> None:
+    """A portrait phone recording (1920x1080 flagged as rotated 90°) gets upright posters whose
+    top variant is its full 1080 px width, between the 640 and 1280 steps."""
+    src = mf.phone_video(tmp_path)
+    result = run_job("thumbnail", src, workdir, {"formats": ["jpeg"], "storyboard": False})
+    assert sorted(o.width for o in result.outputs) == [160, 320, 640, 1080]
+    top = next(o for o in result.outputs if o.name == "poster_1080.jpg")
+    with Image.open(top.path) as im:
+        assert im.size == (1080, 1920)
