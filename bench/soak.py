@@ -296,6 +296,9 @@ class Soak:
         with psycopg.connect(ADMIN_URL, autocommit=True) as c:
             c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
         migrate(self.url)
+        from contentforge.api import set_test_job_types
+
+        set_test_job_types(self.url, True)  # noop is test-only
         with psycopg.connect(self.url, autocommit=True) as c:
             c.execute(INSTRUMENTATION)
             for name in TENANTS:
@@ -380,7 +383,7 @@ class Soak:
                     out.append(JobPlan(tenant, aid, jt, jparams, f"{key}:{jt}", "completed", "media"))
                 continue
             aid = self.rng.choice(self.noop_assets[tenant])
-            params: dict[str, Any] = {"n": key, "sleep_seconds": round(self.rng.choice([0, 0, 0, 0.005, 0.02, 0.1]), 3)}
+            params: dict[str, Any] = {"tag": str(key), "sleep_seconds": round(self.rng.choice([0, 0, 0, 0.005, 0.02, 0.1]), 3)}
             kind, expect = "noop", "completed"
             if r < 0.05:
                 params["fail"], kind, expect = "permanent", "noop_fail", "failed"

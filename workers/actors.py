@@ -351,6 +351,14 @@ def _fail(rt: Runtime, job: ClaimedJob, me: str, record: JobRecord, exc: BaseExc
         record.outcome = "lost"
 
 
+def _operator_params(settings: Settings, job_type: str) -> dict[str, Any]:
+    """What the operator decides for a job, never its enqueuer: the speech engine and model come
+    from settings only (a tenant naming a model would make the worker load, cache or download it)."""
+    if job_type == "transcript":
+        return {"engine": settings.transcript_engine, "model": settings.transcript_model}
+    return {}
+
+
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -373,7 +381,8 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
     workdir = tmp / "work"
     with record.timed("run"):
         result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,
-                                    active.report, allow_test_jobs=rt.settings.allow_test_jobs)
+                                    active.report, allow_test_jobs=rt.settings.allow_test_jobs,
+                                    operator_params=_operator_params(rt.settings, job.job_type))
     if active.stopped.is_set():
         raise JobStopped(active.reason)
 
