@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from contentforge.errors import DatabaseUnavailable
-
-
-def redact(url: str) -> str:
-    """The URL with its password replaced, safe to print and log."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+from contentforge.redaction import redact
 
 
 def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:

@@ -56,6 +56,7 @@ class Relay:
         self.store = JobStore(database_url, lease_seconds=lease_seconds, reconnect_seconds=2.0)
         self.active = threading.Event()  # set while this relay holds the lock
         self.nudges_sent = 0
+        self.restarts = 0  # times the loop died of an unexpected error and was started again
         self._next_ready: datetime | None = None
         broker.declare_queue(queue_name)
 
@@ -87,7 +88,8 @@ class Relay:
 
     # --- the loop -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Elect, listen and sweep until ``stop`` is set; survives PostgreSQL and Redis outages."""
+        """Elect, listen and sweep until ``stop`` is set; survives PostgreSQL and Redis outages, and
+        restarts itself after any other error."""
         delay = 0.2
         while not stop.is_set():
             try:
@@ -98,6 +100,16 @@ class Relay:
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 self.active.clear()
                 log.warning("relay lost PostgreSQL; reconnecting", error=str(exc).strip(), retry_in=delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:
+                # Anything else (a bug, an unexpected library error) would end the thread and with
+                # it every nudge and lease reclaim until the process restarted: log it, give the
+                # lock up (the connection closed above) and start over, as after an outage.
+                self.active.clear()
+                self.restarts += 1
+                log.error("relay failed; restarting it", error=f"{exc.__class__.__name__}: {exc}".strip(),
+                          exc_info=True, retry_in=delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 5.0)
         self.active.clear()

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from contentforge.db import connect
 from contentforge.logging import get_logger
 from contentforge.services import broker as broker_url
 from contentforge.services import database
@@ -62,6 +63,12 @@ def run(settings: Settings) -> int:
         if stop.is_set():
             log.info("worker stopped before it started")
             return 0
+        # Unreachable services at start are a configuration problem: exit 3 with a readable message
+        # instead of starting processes that could only log warnings.
+        from workers.broker import check_reachable
+
+        connect(db_url, connect_timeout=5).close()
+        check_reachable(redis_url)
         return _supervise(settings, db_url, redis_url, stop)
 
 
@@ -92,12 +99,20 @@ def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.
                   # the nudge on, so threads of other supervisors join too. More would mostly be
                   # nudges that find nothing (each a claim query and two Redis round trips).
                   max_nudges=min(settings.relay_max_nudges, settings.worker_processes * settings.worker_threads))
-    relay_thread = threading.Thread(target=relay.run, args=(stop,), name="cf-relay", daemon=True)
-    relay_thread.start()
+    def start_relay() -> threading.Thread:
+        thread = threading.Thread(target=relay.run, args=(stop,), name="cf-relay", daemon=True)
+        thread.start()
+        return thread
+
+    relay_thread = start_relay()
     log.info("worker started", processes=settings.worker_processes, threads=settings.worker_threads,
              queue=settings.queue_name)
 
     while not stop.wait(0.25):
+        if not relay_thread.is_alive() and not stop.is_set():
+            # Relay.run restarts itself after an error; this is the last line of defence.
+            log.error("relay thread ended; starting it again")
+            relay_thread = start_relay()
         for child in children:
             code = child.proc.poll()
             if code is None:
