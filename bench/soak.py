@@ -474,7 +474,7 @@ class Soak:
                     crash_at.pop(0)
                     tenant = self.rng.choice(TENANTS)
                     p = JobPlan(tenant, self.rng.choice(self.noop_assets[tenant]), "noop",
-                                {"n": uuid.uuid4().hex, "crash": True}, f"soak-crash-{uuid.uuid4().hex}",
+                                {"tag": uuid.uuid4().hex, "crash": True}, f"soak-crash-{uuid.uuid4().hex}",
                                 "failed", "noop_crash")
                     self.submit([p], "python", conn_box)
                 due = int(total * min(1.0, elapsed / self.mode.window))
@@ -748,11 +748,11 @@ class Soak:
         for i in range(self.mode.burst):
             tenant = TENANTS[i % len(TENANTS)]
             key = f"soak-burst-{uuid.uuid4().hex}"
-            plans.append(JobPlan(tenant, self.rng.choice(self.noop_assets[tenant]), "noop", {"n": key}, key,
+            plans.append(JobPlan(tenant, self.rng.choice(self.noop_assets[tenant]), "noop", {"tag": key}, key,
                                  "completed", "noop_burst"))
         with psycopg.connect(self.url, autocommit=True) as c:
             rows = c.execute(
-                "SELECT enqueue_asset_job(asset_id => x.a, job_type => 'noop', params => jsonb_build_object('n', x.k), "
+                "SELECT enqueue_asset_job(asset_id => x.a, job_type => 'noop', params => jsonb_build_object('tag', x.k::text), "
                 "idempotency_key => x.k) "
                 "FROM unnest(%s::uuid[], %s::text[]) WITH ORDINALITY AS x(a, k, i) ORDER BY x.i",
                 ([p.asset_id for p in plans], [p.key for p in plans])).fetchall()

@@ -8,13 +8,14 @@ shown at all.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 HIDDEN = "***"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def redact(url: str) -> str:
@@ -25,9 +26,30 @@ def redact(url: str) -> str:
         info = conninfo_to_dict(url)
     except psycopg.Error:
         return "<a connection string that could not be parsed>"
-    if info.get("password") is not None:
-        info["password"] = HIDDEN
+    if info.get("password") is None:
+        return url
+    if url.startswith(_POSTGRES_SCHEMES):
+        # Keep a URL a URL when the parser confirms the rewritten one hides the password.
+        shown = _url_without_password(url)
+        try:
+            if conninfo_to_dict(shown).get("password") == HIDDEN:
+                return shown
+        except psycopg.Error:
+            pass
+    info["password"] = HIDDEN
     return make_conninfo(**info)
+
+
+def _url_without_password(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{HIDDEN}@{hosts}"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+    if "@" not in parts.netloc:
+        query.append(("password", HIDDEN))
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
 
 
 def _redact_redis(url: str) -> str:
