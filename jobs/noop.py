@@ -2,7 +2,9 @@
 
 Parameters (all optional): ``sleep_seconds`` (float, at most 60), ``fail`` (``"permanent"`` or
 ``"transient"``), ``crash`` (bool: the process exits at once, like an OOM kill; honoured only when
-the worker runs with test jobs allowed, see ``CONTENTFORGE_ALLOW_TEST_JOBS``).
+the worker runs with test jobs allowed, see ``CONTENTFORGE_ALLOW_TEST_JOBS``), ``tag`` (text that
+makes otherwise identical jobs distinct). A test-only job type: ``enqueue_asset_job`` refuses it
+until an operator turns test-only types on in the database (``jobs.params`` has the schema).
 """
 
 from __future__ import annotations
