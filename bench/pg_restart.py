@@ -131,7 +131,7 @@ def one_repetition(pg: OwnPostgres, asset: Any, rep: int, jobs: int, worker: sub
     with psycopg.connect(url, autocommit=True) as c:
         reruns = c.execute("SELECT count(*) FROM asset_processing_jobs WHERE attempts > 1").fetchone()[0]
         second = c.execute("SELECT count(*) FROM asset_processing_jobs WHERE status = 'completed' "
-                           "AND input_params->>'batch' = %s", (f"r{rep}b",)).fetchone()[0]
+                           "AND input_params->>'tag' LIKE %s", (f"r{rep}b:%",)).fetchone()[0]
     return {
         "rep": rep, "jobs": 2 * jobs, "completed_before_restart": before.get("completed", 0),
         "running_at_restart": before.get("running", 0),

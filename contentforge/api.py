@@ -8,7 +8,7 @@ runs in its transaction (commit it to make the job visible: workers are woken at
 
     from contentforge import api
 
-    job_id = api.enqueue(url, asset_id, "thumbnail", {"sizes": [320]}, idempotency_key="upload-42")
+    job_id = api.enqueue(url, asset_id, "thumbnail", {"widths": [320]}, idempotency_key="upload-42")
     jobs = api.enqueue_many(url, asset_id, ["metadata", "thumbnail"])   # {"metadata": UUID, ...}
     api.get_job(url, job_id)["status"]                                  # "pending", "running", ...
 """
@@ -87,7 +87,7 @@ def enqueue_many(
 ) -> dict[str, uuid.UUID]:
     """Queue several job types for one asset in one call (the usual "process this upload").
 
-    ``params`` maps a job type to its parameters (``{"thumbnail": {"sizes": [320]}}``); types not
+    ``params`` maps a job type to its parameters (``{"thumbnail": {"widths": [320]}}``); types not
     named get ``{}``. ``idempotency_key`` becomes ``<key>:<job type>`` for each job. Returns
     ``{job type: job id}``; all jobs are created, or none (one statement).
     """

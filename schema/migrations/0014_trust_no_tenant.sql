@@ -318,8 +318,9 @@ BEGIN
 END;
 $$;
 
--- Claim: fleet priority first (operators' knob), then the tenant fairness of 0005, then within the
--- chosen tenant its own priority (tenant_priority), then the oldest job.
+-- Claim: fleet priority first (operators' knob), then the tenant fairness of 0005 (fewest running,
+-- served longest ago, then the age of the job it would run next), then within the chosen tenant its
+-- own priority (tenant_priority), then the oldest job.
 CREATE OR REPLACE FUNCTION app_private.claim_job(p_worker_id text, p_lease_seconds integer)
 RETURNS SETOF public.asset_processing_jobs
 LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
@@ -349,10 +350,13 @@ BEGIN
                 ORDER BY j.tenant_id LIMIT 1)
         FROM tenants t WHERE t.tenant_id IS NOT NULL
       ), ready AS (
+        -- The run_after of the job the tenant would run next (its own priority, then age): one
+        -- step down jobs_claim_idx, where min(run_after) would read all of the tenant's jobs.
         SELECT t.tenant_id,
-               (SELECT min(j.run_after) FROM public.asset_processing_jobs j
+               (SELECT j.run_after FROM public.asset_processing_jobs j
                 WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id = t.tenant_id
-                  AND j.run_after <= now()) AS oldest
+                  AND j.run_after <= now()
+                ORDER BY j.tenant_priority DESC, j.run_after LIMIT 1) AS oldest
         FROM tenants t WHERE t.tenant_id IS NOT NULL
       )
       SELECT r.tenant_id FROM ready r

@@ -84,16 +84,16 @@ def test_idempotency_key_returns_the_same_job(conn: psycopg.Connection, world: W
 
 def test_same_active_job_is_not_queued_twice(conn: psycopg.Connection, world: World) -> None:
     """Without a key, the same asset, type and parameters give the pending job instead of a second one."""
-    assert api.enqueue(conn, world.asset, "noop", {"a": 1}) == api.enqueue(conn, world.asset, "noop", {"a": 1})
-    assert api.enqueue(conn, world.asset, "noop", {"a": 2}) != api.enqueue(conn, world.asset, "noop", {"a": 1})
+    assert api.enqueue(conn, world.asset, "noop", {"tag": "1"}) == api.enqueue(conn, world.asset, "noop", {"tag": "1"})
+    assert api.enqueue(conn, world.asset, "noop", {"tag": "2"}) != api.enqueue(conn, world.asset, "noop", {"tag": "1"})
 
 
 def test_enqueue_many_creates_one_job_per_type(conn: psycopg.Connection, world: World) -> None:
     """One call queues several job types for an asset, each with its own parameters."""
-    jobs = api.enqueue_many(conn, world.asset, ["metadata", "thumbnail"], {"thumbnail": {"sizes": [320]}},
+    jobs = api.enqueue_many(conn, world.asset, ["metadata", "thumbnail"], {"thumbnail": {"widths": [320]}},
                             idempotency_key="up-7")
     assert set(jobs) == {"metadata", "thumbnail"}
-    assert api.get_job(conn, jobs["thumbnail"])["input_params"] == {"sizes": [320]}
+    assert api.get_job(conn, jobs["thumbnail"])["input_params"] == {"widths": [320]}
     assert api.get_job(conn, jobs["metadata"])["idempotency_key"] == "up-7:metadata"
 
 
