@@ -567,5 +567,21 @@ $$;
 REVOKE ALL ON FUNCTION public.get_content_by_slug(uuid, text) FROM PUBLIC, anon;
 GRANT EXECUTE ON FUNCTION public.get_content_by_slug(uuid, text) TO anon, authenticated, service_role;
 
+-- The same for collections: public ones are listed, unlisted ones fetched by tenant and slug.
+DROP POLICY collections_select_public ON public.content_collections;
+CREATE POLICY collections_select_public ON public.content_collections FOR SELECT TO anon, authenticated
+  USING (status = 'published' AND visibility = 'public' AND access_level = 'free');
+
+CREATE FUNCTION public.get_collection_by_slug(p_tenant_id uuid, p_slug text)
+RETURNS SETOF public.content_collections
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT c.* FROM public.content_collections c
+  WHERE c.tenant_id = p_tenant_id AND c.slug = p_slug AND c.status = 'published'
+    AND c.visibility IN ('public', 'unlisted')
+    AND (c.access_level = 'free' OR NOT app.caller_is_api() OR app.has_tenant_role(c.tenant_id, 'member'))
+$$;
+REVOKE ALL ON FUNCTION public.get_collection_by_slug(uuid, text) FROM PUBLIC, anon;
+GRANT EXECUTE ON FUNCTION public.get_collection_by_slug(uuid, text) TO anon, authenticated, service_role;
+
 REVOKE ALL ON FUNCTION app_private.check_job_param_value(text, app_private.job_params, jsonb, boolean),
   app_private.check_job_params(text, jsonb) FROM PUBLIC;

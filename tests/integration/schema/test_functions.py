@@ -59,6 +59,7 @@ CALLS = {
     "app_private.check_job_param_value": "SELECT app_private.check_job_param_value('noop', f, '1', false) "
                                          "FROM app_private.job_params f WHERE f.name = 'sleep_seconds'",
     "public.get_content_by_slug": "SELECT * FROM get_content_by_slug(%(tenant)s, 'no-such-slug')",
+    "public.get_collection_by_slug": "SELECT * FROM get_collection_by_slug(%(tenant)s, 'no-such-slug')",
 }
 
 

@@ -251,3 +251,15 @@ def test_unlisted_content_is_not_listable_but_fetchable_by_slug(two: Two) -> Non
         assert c.execute("SELECT id FROM content WHERE visibility = 'unlisted'").fetchall() == []
     with api(two.url, two.member) as c:
         assert [r["id"] for r in c.execute("SELECT id FROM content WHERE visibility = 'unlisted'")] == [item]
+
+
+def test_unlisted_collections_are_not_listable_but_fetchable_by_slug(two: Two) -> None:
+    """anon cannot list unlisted collections; get_collection_by_slug returns one by its link."""
+    with psycopg.connect(two.url, autocommit=True, row_factory=dict_row) as c:
+        coll = f.insert(c, "content_collections", tenant_id=two.a, creator_id=two.author, name="C", slug="hidden-course",
+                        collection_type="course", status="published", visibility="unlisted",
+                        published_at="2024-01-01")
+    with api(two.url) as c:
+        assert c.execute("SELECT id FROM content_collections WHERE visibility = 'unlisted'").fetchall() == []
+        rows = c.execute("SELECT id FROM get_collection_by_slug(%s, 'hidden-course')", (two.a,)).fetchall()
+        assert [r["id"] for r in rows] == [coll]
