@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from contentforge.db import connect
+from contentforge.errors import BrokerUnavailable, DatabaseUnavailable
 from contentforge.logging import get_logger
 from contentforge.services import broker as broker_url
 from contentforge.services import database
@@ -29,6 +30,10 @@ from workers.scratch import remove_scratch_of_dead_workers
 
 log = get_logger(__name__)
 
+#: How long a starting worker waits for PostgreSQL and Redis before it exits 3: long enough to ride
+#: out a restart of either (or of a container started at the same time), short enough to report a
+#: wrong URL promptly.
+STARTUP_WAIT_SECONDS = 15.0
 #: A worker process that exits within this many seconds of starting counts as a crash loop and is
 #: restarted with a growing delay, so a broken deployment does not spin the CPU.
 CRASH_LOOP_SECONDS = 5.0
@@ -63,13 +68,32 @@ def run(settings: Settings) -> int:
         if stop.is_set():
             log.info("worker stopped before it started")
             return 0
-        # Unreachable services at start are a configuration problem: exit 3 with a readable message
-        # instead of starting processes that could only log warnings.
-        from workers.broker import check_reachable
-
-        connect(db_url, connect_timeout=5).close()
-        check_reachable(redis_url)
+        if not _services_reachable(db_url, redis_url, stop):
+            return 0
         return _supervise(settings, db_url, redis_url, stop)
+
+
+def _services_reachable(db_url: str, redis_url: str, stop: threading.Event) -> bool:
+    """Wait up to STARTUP_WAIT_SECONDS for PostgreSQL and Redis; False when stopped meanwhile.
+
+    Still unreachable after that is a configuration problem (or a real outage): DatabaseUnavailable
+    or BrokerUnavailable propagates and the CLI exits 3 with the address, password hidden, instead
+    of starting processes that could only log warnings.
+    """
+    from workers.broker import check_reachable
+
+    deadline = time.monotonic() + STARTUP_WAIT_SECONDS
+    while True:
+        try:
+            connect(db_url, connect_timeout=5).close()
+            check_reachable(redis_url)
+            return True
+        except (DatabaseUnavailable, BrokerUnavailable) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("waiting for services before starting", error=str(exc).splitlines()[0])
+            if stop.wait(1.0):
+                return False
 
 
 def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.Event) -> int:

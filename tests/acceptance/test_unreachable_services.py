@@ -49,7 +49,7 @@ def test_worker_exits_3_when_redis_is_stopped(tmp_path: Path) -> None:
                 "CONTENTFORGE_METRICS_PORT": "0", "CONTENTFORGE_WORKER_PROCESSES": "1",
                 "CONTENTFORGE_LOG_FORMAT": "json"})
     done = subprocess.run([sys.executable, "-m", "contentforge.cli", "worker"], env=env, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=90)
     assert done.returncode == 3, done.stderr[-2000:]
     assert "cannot reach Redis at redis://:***@127.0.0.1:" in done.stderr
     assert "s3cret" not in done.stderr + done.stdout
