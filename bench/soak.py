@@ -1120,11 +1120,11 @@ CREATE FUNCTION soak.on_purge() RETURNS trigger LANGUAGE plpgsql SET search_path
 BEGIN
   INSERT INTO soak.archive (id, tenant_id, asset_id, job_type, priority, status, input_params, output_data,
     error_message, error_details, progress, attempts, max_attempts, run_after, idempotency_key, worker_id,
-    heartbeat_at, lease_expires_at, created_at, updated_at, started_at, completed_at)
+    heartbeat_at, lease_expires_at, created_at, updated_at, started_at, completed_at, tenant_priority)
   VALUES (OLD.id, OLD.tenant_id, OLD.asset_id, OLD.job_type, OLD.priority, OLD.status, OLD.input_params,
     OLD.output_data, OLD.error_message, OLD.error_details, OLD.progress, OLD.attempts, OLD.max_attempts,
     OLD.run_after, OLD.idempotency_key, OLD.worker_id, OLD.heartbeat_at, OLD.lease_expires_at, OLD.created_at,
-    OLD.updated_at, OLD.started_at, OLD.completed_at);
+    OLD.updated_at, OLD.started_at, OLD.completed_at, OLD.tenant_priority);
   RETURN OLD;
 END $$;
 CREATE TRIGGER soak_purge BEFORE DELETE ON public.asset_processing_jobs FOR EACH ROW
