@@ -79,12 +79,26 @@ class Relay:
         return 0
 
     def sweep(self) -> dict[str, int]:
-        reclaimed = self.store.reclaim_expired(RECLAIM_BATCH)
+        reclaimed = self._housekeeping("reclaim expired leases", lambda: self.store.reclaim_expired(RECLAIM_BATCH), [])
         for row in reclaimed:
             log.warning("lease expired; job reclaimed", job_id=str(row["job_id"]), new_status=row["new_status"])
-        purged = self.store.purge_finished(self.retention_days, PURGE_BATCH)
+        purged = self._housekeeping("purge finished jobs",
+                                    lambda: self.store.purge_finished(self.retention_days, PURGE_BATCH), 0)
         sent = self.top_up()
         return {"reclaimed": len(reclaimed), "purged": purged, "nudged": sent}
+
+    @staticmethod
+    def _housekeeping(what: str, step: Any, failed: Any) -> Any:
+        """Run one housekeeping step; an SQL error of its own (a trigger refusing the purge, a
+        statement timeout on a huge batch) is logged and skipped, so that nudging goes on. A lost
+        connection still propagates: the relay reconnects."""
+        try:
+            return step()
+        except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable):
+            raise
+        except psycopg.Error as exc:
+            log.error(f"relay could not {what}; nudging goes on", error=str(exc).strip().splitlines()[0])
+            return failed
 
     # --- the loop -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:

@@ -104,3 +104,18 @@ def test_params_are_checked_again_when_the_job_runs(in_process, world: World, co
     failed = wait_status(conn, row["id"], "failed")
     assert failed["attempts"] == 1
     assert failed["error_message"].startswith("noop jobs take no parameter 'bogus' (allowed: crash, fail, ")
+
+
+def test_relay_keeps_nudging_when_its_purge_fails(in_process, world: World, conn: psycopg.Connection) -> None:
+    """A purge refused by the database (a trigger raising on DELETE) is logged and skipped; jobs
+    enqueued meanwhile still run."""
+    conn.execute("""CREATE FUNCTION public.refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN RAISE EXCEPTION 'purging is refused here'; END $$""")
+    conn.execute("CREATE TRIGGER refuse_delete BEFORE DELETE ON asset_processing_jobs "
+                 "FOR EACH ROW EXECUTE FUNCTION public.refuse_delete()")
+    conn.execute("INSERT INTO asset_processing_jobs (tenant_id, asset_id, job_type, status, completed_at, input_params) "
+                 "VALUES (%s, %s, 'noop', 'completed', now() - interval '30 days', '{\"tag\": \"old\"}')",
+                 (world.tenant, world.asset))
+    in_process(threads=1, job_retention_days=1)
+    job_id = enqueue(conn, world.asset, params={"tag": "new"})
+    assert wait_status(conn, job_id, "completed", timeout=20)["attempts"] == 1
