@@ -64,6 +64,9 @@ class Ours:
         self.name = name
         self.url = fresh_db(name)
         migrate(self.url)
+        from contentforge.api import set_test_job_types
+
+        set_test_job_types(self.url, True)  # noop is test-only
         self.conn = psycopg.connect(self.url, autocommit=True)
         tenant = self.conn.execute("INSERT INTO tenants (name, slug) VALUES ('bench', 'bench') RETURNING id").fetchone()[0]
         self.conn.execute("""INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)
@@ -94,7 +97,7 @@ class Ours:
     def enqueue_batch(self, jobs: int) -> None:
         self.seq += 1
         self.conn.execute("""
-            SELECT enqueue_asset_job(asset_id => a.id, job_type => 'noop', params => jsonb_build_object('b', %s, 'n', g))
+            SELECT enqueue_asset_job(asset_id => a.id, job_type => 'noop', params => jsonb_build_object('tag', %s || ':' || g))
             FROM generate_series(1, %s) g
             JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS i FROM assets) a ON a.i = g %% %s""",
                           (self.seq, jobs, self.assets))
@@ -129,7 +132,7 @@ class Ours:
         asset = self.conn.execute("SELECT id FROM assets LIMIT 1").fetchone()[0]
         ids = []
         for _i in range(jobs):
-            ids.append(self.conn.execute("SELECT enqueue_asset_job(%s, 'noop', jsonb_build_object('lat', %s::text))",
+            ids.append(self.conn.execute("SELECT enqueue_asset_job(%s, 'noop', jsonb_build_object('tag', %s::text))",
                                          (asset, str(uuid.uuid4()))).fetchone()[0])
             time.sleep(gap)
         while self.active():

@@ -95,7 +95,7 @@ def postmaster_start(url: str) -> Any:
 def enqueue(url: str, asset: Any, batch: str, n: int) -> None:
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("SELECT count(enqueue_asset_job(asset_id => %s, job_type => 'noop', "
-                  "params => jsonb_build_object('sleep_seconds', %s::float8, 'batch', %s::text, 'n', g))) "
+                  "params => jsonb_build_object('sleep_seconds', %s::float8, 'tag', %s::text || ':' || g))) "
                   "FROM generate_series(1, %s) g", (asset, SLEEP, batch, n))
 
 
@@ -131,7 +131,7 @@ def one_repetition(pg: OwnPostgres, asset: Any, rep: int, jobs: int, worker: sub
     with psycopg.connect(url, autocommit=True) as c:
         reruns = c.execute("SELECT count(*) FROM asset_processing_jobs WHERE attempts > 1").fetchone()[0]
         second = c.execute("SELECT count(*) FROM asset_processing_jobs WHERE status = 'completed' "
-                           "AND input_params->>'batch' = %s", (f"r{rep}b",)).fetchone()[0]
+                           "AND input_params->>'tag' LIKE %s", (f"r{rep}b:%",)).fetchone()[0]
     return {
         "rep": rep, "jobs": 2 * jobs, "completed_before_restart": before.get("completed", 0),
         "running_at_restart": before.get("running", 0),
@@ -161,6 +161,9 @@ def main() -> int:
         from schema import migrate
 
         migrate(pg.url)
+        from contentforge.api import set_test_job_types
+
+        set_test_job_types(pg.url, True)  # noop is test-only
         with psycopg.connect(pg.url, autocommit=True) as c:
             tenant = c.execute("INSERT INTO tenants (name, slug) VALUES ('r', 'r') RETURNING id").fetchone()[0]
             asset = c.execute("INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, "

@@ -296,6 +296,9 @@ class Soak:
         with psycopg.connect(ADMIN_URL, autocommit=True) as c:
             c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
         migrate(self.url)
+        from contentforge.api import set_test_job_types
+
+        set_test_job_types(self.url, True)  # noop is test-only
         with psycopg.connect(self.url, autocommit=True) as c:
             c.execute(INSTRUMENTATION)
             for name in TENANTS:
@@ -380,7 +383,7 @@ class Soak:
                     out.append(JobPlan(tenant, aid, jt, jparams, f"{key}:{jt}", "completed", "media"))
                 continue
             aid = self.rng.choice(self.noop_assets[tenant])
-            params: dict[str, Any] = {"n": key, "sleep_seconds": round(self.rng.choice([0, 0, 0, 0.005, 0.02, 0.1]), 3)}
+            params: dict[str, Any] = {"tag": str(key), "sleep_seconds": round(self.rng.choice([0, 0, 0, 0.005, 0.02, 0.1]), 3)}
             kind, expect = "noop", "completed"
             if r < 0.05:
                 params["fail"], kind, expect = "permanent", "noop_fail", "failed"
@@ -471,7 +474,7 @@ class Soak:
                     crash_at.pop(0)
                     tenant = self.rng.choice(TENANTS)
                     p = JobPlan(tenant, self.rng.choice(self.noop_assets[tenant]), "noop",
-                                {"n": uuid.uuid4().hex, "crash": True}, f"soak-crash-{uuid.uuid4().hex}",
+                                {"tag": uuid.uuid4().hex, "crash": True}, f"soak-crash-{uuid.uuid4().hex}",
                                 "failed", "noop_crash")
                     self.submit([p], "python", conn_box)
                 due = int(total * min(1.0, elapsed / self.mode.window))
@@ -745,11 +748,11 @@ class Soak:
         for i in range(self.mode.burst):
             tenant = TENANTS[i % len(TENANTS)]
             key = f"soak-burst-{uuid.uuid4().hex}"
-            plans.append(JobPlan(tenant, self.rng.choice(self.noop_assets[tenant]), "noop", {"n": key}, key,
+            plans.append(JobPlan(tenant, self.rng.choice(self.noop_assets[tenant]), "noop", {"tag": key}, key,
                                  "completed", "noop_burst"))
         with psycopg.connect(self.url, autocommit=True) as c:
             rows = c.execute(
-                "SELECT enqueue_asset_job(asset_id => x.a, job_type => 'noop', params => jsonb_build_object('n', x.k), "
+                "SELECT enqueue_asset_job(asset_id => x.a, job_type => 'noop', params => jsonb_build_object('tag', x.k::text), "
                 "idempotency_key => x.k) "
                 "FROM unnest(%s::uuid[], %s::text[]) WITH ORDINALITY AS x(a, k, i) ORDER BY x.i",
                 ([p.asset_id for p in plans], [p.key for p in plans])).fetchall()
@@ -1117,11 +1120,11 @@ CREATE FUNCTION soak.on_purge() RETURNS trigger LANGUAGE plpgsql SET search_path
 BEGIN
   INSERT INTO soak.archive (id, tenant_id, asset_id, job_type, priority, status, input_params, output_data,
     error_message, error_details, progress, attempts, max_attempts, run_after, idempotency_key, worker_id,
-    heartbeat_at, lease_expires_at, created_at, updated_at, started_at, completed_at)
+    heartbeat_at, lease_expires_at, created_at, updated_at, started_at, completed_at, tenant_priority)
   VALUES (OLD.id, OLD.tenant_id, OLD.asset_id, OLD.job_type, OLD.priority, OLD.status, OLD.input_params,
     OLD.output_data, OLD.error_message, OLD.error_details, OLD.progress, OLD.attempts, OLD.max_attempts,
     OLD.run_after, OLD.idempotency_key, OLD.worker_id, OLD.heartbeat_at, OLD.lease_expires_at, OLD.created_at,
-    OLD.updated_at, OLD.started_at, OLD.completed_at);
+    OLD.updated_at, OLD.started_at, OLD.completed_at, OLD.tenant_priority);
   RETURN OLD;
 END $$;
 CREATE TRIGGER soak_purge BEFORE DELETE ON public.asset_processing_jobs FOR EACH ROW

@@ -38,7 +38,7 @@ def _db_error(exc: psycopg.Error) -> ContentforgeError:
     """A refusal of the queue's SQL functions, as a readable CLI error."""
     message = (exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)).strip()
     err = ContentforgeError(message)
-    err.exit_code = 2 if exc.sqlstate in ("22023", "P0002", "23505", "42501") else 1
+    err.exit_code = 2 if exc.sqlstate in ("22023", "PT404", "23505", "42501") else 1
     return err
 
 
@@ -142,7 +142,8 @@ def register_enqueue(sub: Any) -> None:
     p.add_argument("asset_id", type=_uuid, metavar="ASSET_ID")
     p.add_argument("job_type", metavar="JOB_TYPE", help="metadata, thumbnail, transcode, transcript, optimize, noop")
     p.add_argument("--params", default="{}", help="job parameters as a JSON object (default {})")
-    p.add_argument("--priority", type=int, default=5, help="1 (lowest) to 10 (highest); default 5")
+    p.add_argument("--priority", type=int, default=None,
+                   help="fleet-wide priority, 1 (lowest) to 10 (highest); default: the job type's")
     p.add_argument("--idempotency-key", help="the same key returns the same job instead of a new one")
     p.set_defaults(handler=cmd_enqueue)
 

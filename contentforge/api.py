@@ -10,7 +10,7 @@ connection through a transaction pooler (PgBouncer, Supabase's port 6543) works 
 
     from contentforge import api
 
-    job_id = api.enqueue(url, asset_id, "thumbnail", {"sizes": [320]}, idempotency_key="upload-42")
+    job_id = api.enqueue(url, asset_id, "thumbnail", {"widths": [320]}, idempotency_key="upload-42")
     jobs = api.enqueue_many(url, asset_id, ["metadata", "thumbnail"])   # {"metadata": UUID, ...}
     api.get_job(url, job_id)["status"]                                  # "pending", "running", ...
 """
@@ -53,18 +53,22 @@ def enqueue(
     asset_id: uuid.UUID | str,
     job_type: str,
     params: Mapping[str, Any] | None = None,
-    priority: int = 5,
+    priority: int | None = None,
     run_after: datetime | None = None,
     idempotency_key: str | None = None,
 ) -> uuid.UUID:
     """Queue one job for an asset and return its id.
 
-    ``priority`` runs from 1 (lowest) to 10 (highest); ``run_after`` delays the job. A job with the
+    ``priority`` runs from 1 (lowest) to 10 (highest). Called as an operator (a direct database
+    login, service_role) it is the job's fleet-wide priority, and None takes the job type's
+    (``app_private.job_types.priority``); called through the API (anon, authenticated) it only
+    orders this tenant's own jobs (README, "Priority"). ``run_after`` delays the job. A job with the
     same asset, type and parameters that is still pending or running is returned instead of a new
     one, and so is the job created earlier with the same ``idempotency_key`` (per tenant).
-    Raises ``psycopg.errors.RaiseException``-family errors with a readable message when the asset
-    does not exist (SQLSTATE P0002), the job type does not fit the asset's file type or a value is
-    out of range (22023), or the caller may not act in the asset's tenant (42501).
+    Raises ``psycopg.Error`` with a readable message when the asset does not exist or the API
+    caller cannot see it (SQLSTATE PT404, PostgREST's HTTP 404), the job type does not fit the
+    asset's file type, a parameter breaks the job type's schema or a value is out of range (22023),
+    or the caller may see the asset but not process it (42501).
     """
     row = _one(conn_or_url, "enqueue", {
         "asset_id": asset_id, "job_type": job_type, "params": Jsonb(dict(params or {})),
@@ -79,13 +83,13 @@ def enqueue_many(
     asset_id: uuid.UUID | str,
     job_types: Sequence[str],
     params: Mapping[str, Mapping[str, Any]] | None = None,
-    priority: int = 5,
+    priority: int | None = None,
     run_after: datetime | None = None,
     idempotency_key: str | None = None,
 ) -> dict[str, uuid.UUID]:
     """Queue several job types for one asset in one call (the usual "process this upload").
 
-    ``params`` maps a job type to its parameters (``{"thumbnail": {"sizes": [320]}}``); types not
+    ``params`` maps a job type to its parameters (``{"thumbnail": {"widths": [320]}}``); types not
     named get ``{}``. ``idempotency_key`` becomes ``<key>:<job type>`` for each job. Returns
     ``{job type: job id}``; all jobs are created, or none (one statement).
     """
@@ -111,6 +115,13 @@ def retry(conn_or_url: ConnOrUrl, job_id: uuid.UUID | str) -> bool:
     """Put a failed or cancelled job back in the queue with fresh attempts; False otherwise."""
     row = _one(conn_or_url, "retry", {"job_id": job_id})
     return bool(row and row["changed"])
+
+
+def set_test_job_types(conn_or_url: ConnOrUrl, enabled: bool) -> None:
+    """Turn the test-only job types (``noop``) on or off in this database (an operator's switch:
+    tests, benchmarks and soak runs turn them on; production leaves them off)."""
+    with _connection(conn_or_url) as conn:
+        conn.execute(queries("queue")["set_test_job_types"], {"enabled": enabled})
 
 
 def get_job(conn_or_url: ConnOrUrl, job_id: uuid.UUID | str) -> dict[str, Any] | None:

@@ -12,20 +12,13 @@ processes' connections, the hot path of the queue, prepare statements, and only 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from contentforge.errors import DatabaseUnavailable
-
-
-def redact(url: str) -> str:
-    """The URL (or key=value connection string) with its password replaced, safe to print and log."""
-    url = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-    return re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
-
+from contentforge.redaction import redact
 
 #: With server-side prepared statements on (the worker processes' connections on a direct or
 #: session-mode connection), a statement is prepared from its fifth run, psycopg's default.

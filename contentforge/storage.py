@@ -77,7 +77,8 @@ class Storage(ABC):
 
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
-        """Remove every object whose key starts with ``prefix/``; return how many."""
+        """Remove every object whose key starts with ``prefix/``; return how many. An empty prefix
+        is refused (:class:`InvalidKey`)."""
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -86,6 +87,14 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Keys under ``prefix/`` (every key when empty), sorted."""
+
+
+def _delete_prefix_of(prefix: str) -> str:
+    """The prefix a delete_prefix may use: never empty (that would delete every object)."""
+    if not prefix.strip("/"):
+        raise InvalidKey(f"delete_prefix needs a non-empty prefix, got {prefix!r}: "
+                         "an empty one would delete every object in the store")
+    return prefix
 
 
 def _prefix_of(prefix: str) -> str:
@@ -150,7 +159,7 @@ class LocalStorage(Storage):
                 raise StorageUnavailable(f"cannot delete {key}: {exc}") from exc
 
     def delete_prefix(self, prefix: str) -> int:
-        keys = self.list(prefix)
+        keys = self.list(_delete_prefix_of(prefix))
         for key in keys:
             self.delete(key)
         if prefix:
@@ -241,7 +250,7 @@ class S3Storage(Storage):
                    Key=self._key(key))
 
     def delete_prefix(self, prefix: str) -> int:
-        keys = self.list(prefix)
+        keys = self.list(_delete_prefix_of(prefix))
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
             batch = [{"Key": self.prefix + k} for k in keys[start:start + 1000]]
             result = self._call("delete", prefix, self._client.delete_objects,

@@ -15,9 +15,8 @@ Every invocation:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
-import signal
+import shutil
 import subprocess
 import sys
 import threading
@@ -44,16 +43,16 @@ _DEMUXER_SAFETY_OPTIONS: dict[str, dict[str, Any]] = {
     "mov": {"enable_drefs": 0, "use_absolute_path": 0},
 }
 
-#: prctl(PR_SET_PDEATHSIG) on Linux: the kernel kills ffmpeg when the worker that started it dies,
-#: even by SIGKILL or the OOM killer, so no encode outlives its watchdog.
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+#: The kernel kills ffmpeg when the worker thread that started it dies, even by SIGKILL or the OOM
+#: killer, so no encode outlives its watchdog: util-linux's setpriv sets PR_SET_PDEATHSIG and then
+#: execs ffmpeg. (Not a ``preexec_fn``: running Python code between fork and exec in a
+#: multithreaded worker can deadlock, and forces the interpreter to take its import lock to fork.)
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent() -> None:
-    """Runs in the forked child before exec: ask for SIGKILL when the parent goes away."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so that the process gets SIGKILL when its parent goes away (Linux)."""
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else argv
 
 
 #: How many trailing bytes of ffmpeg's stderr we keep for an error message.
@@ -174,10 +173,11 @@ def run_argv(
     """
     argv = _check_no_shell(args)
     try:
+        if shutil.which(argv[0]) is None:
+            raise FileNotFoundError(argv[0])
         proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+            _die_with_parent(argv), stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,  # only a prctl call between fork and exec: no locks taken
         )
     except FileNotFoundError as exc:
         raise TransientJobError("ffmpeg is not installed on this worker") from exc

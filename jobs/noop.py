@@ -2,7 +2,9 @@
 
 Parameters (all optional): ``sleep_seconds`` (float, at most 60), ``fail`` (``"permanent"`` or
 ``"transient"``), ``crash`` (bool: the process exits at once, like an OOM kill; honoured only when
-the worker runs with test jobs allowed, see ``CONTENTFORGE_ALLOW_TEST_JOBS``).
+the worker runs with test jobs allowed, see ``CONTENTFORGE_ALLOW_TEST_JOBS``), ``tag`` (text that
+makes otherwise identical jobs distinct). A test-only job type: ``enqueue_asset_job`` refuses it
+until an operator turns test-only types on in the database (``jobs.params`` has the schema).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from jobs.result import JobResult, Progress
 
 #: Upper bound of ``sleep_seconds``: a no-op job must not hold a worker thread for long.
 MAX_NOOP_SLEEP_SECONDS = 60.0
+#: How often a sleeping noop reports progress (and so notices a cancel), in seconds.
+SLEEP_SLICE_SECONDS = 0.1
 
 
 def run(
@@ -38,8 +42,12 @@ def run(
         if not allow_crash:
             raise PermanentJobError("crash was requested but test jobs are not allowed here")
         os._exit(137)
-    if sleep:
-        time.sleep(sleep)
+    # Sleep in short slices, reporting progress after each: the progress callback raises when the
+    # job was cancelled or its lease lost, so a cancelled noop stops like a real job does.
+    deadline = time.monotonic() + sleep
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, SLEEP_SLICE_SECONDS))
+        progress(1 - max(deadline - time.monotonic(), 0) / sleep)
     progress(1.0)
     fail = params.get("fail")
     if fail == "permanent":

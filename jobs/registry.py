@@ -14,6 +14,7 @@ from typing import Any
 from jobs import metadata, noop, optimize, thumbnail, transcode, transcripts
 from jobs.errors import UnknownJobType
 from jobs.limits import MediaLimits
+from jobs.params import check_params
 from jobs.result import JobResult, Progress, no_progress
 
 ALL_FILE_TYPES = frozenset({"image", "video", "audio", "document", "archive", "other"})
@@ -58,12 +59,20 @@ def run_job(
     progress: Progress = no_progress,
     *,
     allow_test_jobs: bool = False,
+    operator_params: dict[str, Any] | None = None,
 ) -> JobResult:
-    """Run one job function: ``source`` and ``params`` in, a ``JobResult`` with files in ``workdir`` out."""
+    """Run one job function: ``source`` and ``params`` in, a ``JobResult`` with files in ``workdir`` out.
+
+    ``params`` (the enqueuer's) must fit the job type's schema (``jobs.params``); ``operator_params``
+    (the worker's settings, such as the transcript engine and model) are added after that check.
+    """
     spec = JOB_TYPES.get(job_type)
     if spec is None:
         raise UnknownJobType(f"unknown job type {job_type!r}; known: {', '.join(sorted(JOB_TYPES))}")
+    params = dict(params or {})
+    check_params(job_type, params)
     kwargs: dict[str, Any] = {}
     if job_type == "noop":
         kwargs["allow_crash"] = allow_test_jobs
-    return spec.func(source, workdir, dict(params or {}), limits or MediaLimits(), progress, **kwargs)
+    return spec.func(source, workdir, {**params, **(operator_params or {})}, limits or MediaLimits(), progress,
+                     **kwargs)

@@ -52,9 +52,12 @@ class SchedulerService:
         except Exception as exc:  # noqa: BLE001 - database down: stay on standby and retry
             log.warning("scheduler cannot reach the database", error=str(exc).splitlines()[0])
             return False
-        if one(conn, "SELECT pg_try_advisory_lock(%s) AS ok", (LEADER_LOCK_KEY,))["ok"]:
-            self._leader_conn = conn
-            return True
+        try:
+            if one(conn, "SELECT pg_try_advisory_lock(%s) AS ok", (LEADER_LOCK_KEY,))["ok"]:
+                self._leader_conn = conn
+                return True
+        except Exception as exc:  # noqa: BLE001 - any failure of the attempt: stay on standby and retry
+            log.warning("scheduler could not try for leadership", error=str(exc).strip().splitlines()[0])
         conn.close()
         return False
 

@@ -370,6 +370,19 @@ $$;
 
 
 --
+-- Name: search_config(text); Type: FUNCTION; Schema: app; Owner: -
+--
+
+CREATE FUNCTION app.search_config(p_language text) RETURNS regconfig
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  SELECT c.oid::regconfig FROM pg_catalog.pg_ts_config c
+  WHERE c.cfgname = p_language AND c.cfgnamespace = 'pg_catalog'::regnamespace
+$$;
+
+
+--
 -- Name: term_labels_public_content(uuid, uuid); Type: FUNCTION; Schema: app; Owner: -
 --
 
@@ -448,6 +461,124 @@ SET default_tablespace = '';
 SET default_table_access_method = heap;
 
 --
+-- Name: job_params; Type: TABLE; Schema: app_private; Owner: -
+--
+
+CREATE TABLE app_private.job_params (
+    job_type text NOT NULL,
+    name text NOT NULL,
+    kind text NOT NULL,
+    minimum numeric,
+    maximum numeric,
+    max_items integer,
+    choices text[],
+    limit_name text,
+    CONSTRAINT job_params_kind_check CHECK ((kind = ANY (ARRAY['boolean'::text, 'integer'::text, 'number'::text, 'string'::text, 'integer_list'::text, 'string_list'::text]))),
+    CONSTRAINT job_params_max_items_check CHECK ((max_items >= 1))
+);
+
+
+--
+-- Name: check_job_param_value(text, app_private.job_params, jsonb, boolean); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.check_job_param_value(p_job_type text, p_field app_private.job_params, p_value jsonb, p_item boolean) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_what text := format('%s parameter %s%s', p_job_type, p_field.name, CASE WHEN p_item THEN ' item' ELSE '' END);
+  v_kind text := CASE WHEN p_item THEN replace(p_field.kind, '_list', '') ELSE p_field.kind END;
+  v_type text := jsonb_typeof(p_value);
+  v_bounds text := CASE
+    WHEN p_field.minimum IS NOT NULL AND p_field.maximum IS NOT NULL
+      THEN format('between %s and %s', trim_scale(p_field.minimum), trim_scale(p_field.maximum))
+    WHEN p_field.minimum IS NOT NULL THEN format('at least %s', trim_scale(p_field.minimum))
+    ELSE format('at most %s', trim_scale(p_field.maximum)) END;
+  v_limit text := CASE WHEN p_field.limit_name IS NULL THEN '' ELSE format(' (%s)', p_field.limit_name) END;
+  v_num numeric;
+  v_len integer;
+BEGIN
+  IF v_kind = 'boolean' THEN
+    IF v_type <> 'boolean' THEN
+      RAISE EXCEPTION '% must be true or false, got %', v_what, p_value USING ERRCODE = '22023';
+    END IF;
+  ELSIF v_kind IN ('integer', 'number') THEN
+    IF v_type <> 'number' THEN
+      RAISE EXCEPTION '% must be %, got %', v_what, CASE v_kind WHEN 'integer' THEN 'an integer' ELSE 'a number' END,
+        p_value USING ERRCODE = '22023';
+    END IF;
+    v_num := p_value::numeric;
+    IF v_kind = 'integer' AND v_num <> trunc(v_num) THEN
+      RAISE EXCEPTION '% must be an integer, got %', v_what, p_value USING ERRCODE = '22023';
+    END IF;
+    IF v_num < p_field.minimum OR v_num > p_field.maximum THEN
+      RAISE EXCEPTION '% must be %, got %', v_what, v_bounds || v_limit, p_value USING ERRCODE = '22023';
+    END IF;
+  ELSIF v_kind = 'string' THEN
+    IF v_type <> 'string' THEN
+      RAISE EXCEPTION '% must be a string, got %', v_what, p_value USING ERRCODE = '22023';
+    END IF;
+    IF p_field.choices IS NOT NULL AND NOT (p_value #>> '{}') = ANY (p_field.choices) THEN
+      RAISE EXCEPTION '% must be one of %, got %', v_what, array_to_string(p_field.choices, ', '), p_value
+        USING ERRCODE = '22023';
+    END IF;
+    v_len := char_length(p_value #>> '{}');
+    IF v_len < p_field.minimum OR v_len > p_field.maximum THEN
+      RAISE EXCEPTION '% must be % characters long%, got %', v_what, v_bounds, v_limit, p_value USING ERRCODE = '22023';
+    END IF;
+  END IF;
+END;
+$$;
+
+
+--
+-- Name: check_job_params(text, jsonb); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.check_job_params(p_job_type text, p_params jsonb) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_key text;
+  v_value jsonb;
+  v_field app_private.job_params;
+  v_item jsonb;
+BEGIN
+  IF jsonb_typeof(p_params) <> 'object' THEN
+    RAISE EXCEPTION '% parameters must be a JSON object', p_job_type USING ERRCODE = '22023';
+  END IF;
+  FOR v_key, v_value IN SELECT e.key, e.value FROM jsonb_each(p_params) e ORDER BY e.key LOOP
+    SELECT f.* INTO v_field FROM app_private.job_params f WHERE f.job_type = p_job_type AND f.name = v_key;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION '% jobs take no parameter "%" (allowed: %)', p_job_type, v_key,
+        coalesce((SELECT string_agg(f.name, ', ' ORDER BY f.name) FROM app_private.job_params f
+                  WHERE f.job_type = p_job_type), 'none')
+        USING ERRCODE = '22023';
+    END IF;
+    IF v_field.kind LIKE '%\_list' THEN
+      IF jsonb_typeof(v_value) <> 'array' OR jsonb_array_length(v_value) = 0 THEN
+        RAISE EXCEPTION '% parameter % must be a non-empty list, got %', p_job_type, v_key, v_value
+          USING ERRCODE = '22023';
+      END IF;
+      IF jsonb_array_length(v_value) > v_field.max_items THEN
+        RAISE EXCEPTION '% parameter % may have at most % items%, got %', p_job_type, v_key, v_field.max_items,
+          CASE WHEN v_field.limit_name IS NULL THEN '' ELSE format(' (%s)', v_field.limit_name) END,
+          jsonb_array_length(v_value) USING ERRCODE = '22023';
+      END IF;
+      FOR v_item IN SELECT a.value FROM jsonb_array_elements(v_value) a LOOP
+        PERFORM app_private.check_job_param_value(p_job_type, v_field, v_item, true);
+      END LOOP;
+    ELSE
+      PERFORM app_private.check_job_param_value(p_job_type, v_field, v_value, false);
+    END IF;
+  END LOOP;
+END;
+$$;
+
+
+--
 -- Name: asset_processing_jobs; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -475,6 +606,7 @@ CREATE TABLE public.asset_processing_jobs (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     started_at timestamp with time zone,
     completed_at timestamp with time zone,
+    tenant_priority integer DEFAULT 5 NOT NULL,
     CONSTRAINT asset_processing_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT asset_processing_jobs_idempotency_key_check CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= 200))),
     CONSTRAINT asset_processing_jobs_input_params_check CHECK ((jsonb_typeof(input_params) = 'object'::text)),
@@ -482,6 +614,7 @@ CREATE TABLE public.asset_processing_jobs (
     CONSTRAINT asset_processing_jobs_priority_check CHECK (((priority >= 1) AND (priority <= 10))),
     CONSTRAINT asset_processing_jobs_progress_check CHECK (((progress >= 0) AND (progress <= 100))),
     CONSTRAINT asset_processing_jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'completed'::text, 'failed'::text, 'cancelled'::text]))),
+    CONSTRAINT asset_processing_jobs_tenant_priority_check CHECK (((tenant_priority >= 1) AND (tenant_priority <= 10))),
     CONSTRAINT jobs_finished_has_time CHECK (((status <> ALL (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text])) OR (completed_at IS NOT NULL))),
     CONSTRAINT jobs_running_has_lease CHECK (((status <> 'running'::text) OR ((worker_id IS NOT NULL) AND (lease_expires_at IS NOT NULL))))
 )
@@ -522,10 +655,13 @@ BEGIN
                 ORDER BY j.tenant_id LIMIT 1)
         FROM tenants t WHERE t.tenant_id IS NOT NULL
       ), ready AS (
+        -- The run_after of the job the tenant would run next (its own priority, then age): one
+        -- step down jobs_claim_idx, where min(run_after) would read all of the tenant's jobs.
         SELECT t.tenant_id,
-               (SELECT min(j.run_after) FROM public.asset_processing_jobs j
+               (SELECT j.run_after FROM public.asset_processing_jobs j
                 WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id = t.tenant_id
-                  AND j.run_after <= now()) AS oldest
+                  AND j.run_after <= now()
+                ORDER BY j.tenant_priority DESC, j.run_after LIMIT 1) AS oldest
         FROM tenants t WHERE t.tenant_id IS NOT NULL
       )
       SELECT r.tenant_id FROM ready r
@@ -545,7 +681,7 @@ BEGIN
         SELECT c.id FROM public.asset_processing_jobs c
         WHERE c.status = 'pending' AND c.priority = v_priority AND c.tenant_id = v_tenant
           AND c.run_after <= now()
-        ORDER BY c.run_after
+        ORDER BY c.tenant_priority DESC, c.run_after
         LIMIT 1
         FOR UPDATE SKIP LOCKED
       )
@@ -1584,11 +1720,11 @@ DECLARE
   v_tenant uuid;
 BEGIN
   SELECT j.tenant_id INTO v_tenant FROM public.asset_processing_jobs j WHERE j.id = cancel_asset_job.job_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'job % does not exist', cancel_asset_job.job_id USING ERRCODE = 'P0002';
+  IF NOT FOUND OR (app.caller_is_api() AND NOT app.has_tenant_role(v_tenant, 'member')) THEN
+    RAISE EXCEPTION 'job % does not exist', cancel_asset_job.job_id USING ERRCODE = 'PT404';
   END IF;
   IF app.caller_is_api() AND NOT app.has_tenant_role(v_tenant, 'author') THEN
-    RAISE EXCEPTION 'not allowed to cancel jobs of tenant %', v_tenant USING ERRCODE = '42501';
+    RAISE EXCEPTION 'cancelling jobs needs author rights or higher in the job''s tenant' USING ERRCODE = '42501';
   END IF;
   UPDATE public.asset_processing_jobs j
   SET status = 'cancelled', completed_at = now(), worker_id = coalesce(j.worker_id, 'cancelled'),
@@ -1656,7 +1792,7 @@ CREATE TABLE public.content (
     seo_description text,
     keywords text[],
     canonical_url text,
-    search_language regconfig DEFAULT 'english'::regconfig NOT NULL,
+    search_language text DEFAULT 'english'::text NOT NULL,
     visibility text DEFAULT 'public'::text NOT NULL,
     access_level text DEFAULT 'free'::text NOT NULL,
     price_cents integer DEFAULT 0 NOT NULL,
@@ -1666,7 +1802,7 @@ CREATE TABLE public.content (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     last_edited_by uuid,
-    search_vector tsvector GENERATED ALWAYS AS ((((setweight(to_tsvector(search_language, COALESCE(title, ''::text)), 'A'::"char") || setweight(to_tsvector(search_language, COALESCE(excerpt, ''::text)), 'B'::"char")) || setweight(to_tsvector(search_language, COALESCE(seo_description, ''::text)), 'C'::"char")) || setweight(jsonb_to_tsvector(search_language, blocks, '["string"]'::jsonb), 'D'::"char"))) STORED,
+    search_vector tsvector GENERATED ALWAYS AS ((((setweight(to_tsvector(app.search_config(search_language), COALESCE(title, ''::text)), 'A'::"char") || setweight(to_tsvector(app.search_config(search_language), COALESCE(excerpt, ''::text)), 'B'::"char")) || setweight(to_tsvector(app.search_config(search_language), COALESCE(seo_description, ''::text)), 'C'::"char")) || setweight(jsonb_to_tsvector(app.search_config(search_language), blocks, '["string"]'::jsonb), 'D'::"char"))) STORED,
     CONSTRAINT content_access_level_check CHECK ((access_level = ANY (ARRAY['free'::text, 'premium'::text, 'paid'::text]))),
     CONSTRAINT content_blocks_check CHECK ((jsonb_typeof(blocks) = 'array'::text)),
     CONSTRAINT content_lock_complete CHECK (((lock_owner_id IS NULL) = (lock_expires_at IS NULL))),
@@ -1675,6 +1811,7 @@ CREATE TABLE public.content (
     CONSTRAINT content_price_cents_check CHECK ((price_cents >= 0)),
     CONSTRAINT content_published_has_date CHECK (((status <> 'published'::public.content_status_enum) OR (published_at IS NOT NULL))),
     CONSTRAINT content_scheduled_has_time CHECK (((status <> 'scheduled'::public.content_status_enum) OR (scheduled_for IS NOT NULL))),
+    CONSTRAINT content_search_language_known CHECK ((app.search_config(search_language) IS NOT NULL)),
     CONSTRAINT content_slug_check CHECK ((slug ~ '^[a-z0-9][a-z0-9-]*$'::text)),
     CONSTRAINT content_version_check CHECK ((version >= 1)),
     CONSTRAINT content_visibility_check CHECK ((visibility = ANY (ARRAY['public'::text, 'private'::text, 'unlisted'::text, 'members'::text])))
@@ -1807,51 +1944,68 @@ $$;
 -- Name: enqueue_asset_job(uuid, text, jsonb, integer, timestamp with time zone, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.enqueue_asset_job(asset_id uuid, job_type text, params jsonb DEFAULT '{}'::jsonb, priority integer DEFAULT 5, run_after timestamp with time zone DEFAULT now(), idempotency_key text DEFAULT NULL::text) RETURNS uuid
+CREATE FUNCTION public.enqueue_asset_job(asset_id uuid, job_type text, params jsonb DEFAULT '{}'::jsonb, priority integer DEFAULT NULL::integer, run_after timestamp with time zone DEFAULT now(), idempotency_key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 DECLARE
+  v_api boolean := app.caller_is_api();
   v_asset record;
   v_type record;
   v_id uuid;
   v_existing record;
   v_params jsonb := coalesce(params, '{}');
+  v_priority integer;
+  v_tenant_priority integer;
 BEGIN
   SELECT a.id, a.tenant_id, a.file_type, a.processing_status INTO v_asset
   FROM public.assets a WHERE a.id = enqueue_asset_job.asset_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'asset % does not exist', enqueue_asset_job.asset_id USING ERRCODE = 'P0002';
+  IF NOT FOUND OR (v_api AND NOT app.has_tenant_role(v_asset.tenant_id, 'member')) THEN
+    RAISE EXCEPTION 'asset % does not exist', enqueue_asset_job.asset_id USING ERRCODE = 'PT404';
   END IF;
-  IF app.caller_is_api() AND NOT app.has_tenant_role(v_asset.tenant_id, 'author') THEN
-    RAISE EXCEPTION 'not allowed to process assets of tenant %: author rights or higher are needed', v_asset.tenant_id
+  IF v_api AND NOT app.has_tenant_role(v_asset.tenant_id, 'author') THEN
+    RAISE EXCEPTION 'processing assets needs author rights or higher in the asset''s tenant'
       USING ERRCODE = '42501';
   END IF;
   IF v_asset.processing_status = 'deleted' THEN
     RAISE EXCEPTION 'asset % is deleted', v_asset.id USING ERRCODE = '22023';
   END IF;
-  SELECT t.job_type, t.file_types, t.default_max_attempts INTO v_type
+  SELECT t.job_type, t.file_types, t.default_max_attempts, t.priority, t.test_only, t.enabled INTO v_type
   FROM app_private.job_types t WHERE t.job_type = enqueue_asset_job.job_type;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'unknown job type "%"; known: %', enqueue_asset_job.job_type,
-      (SELECT string_agg(t.job_type, ', ' ORDER BY t.job_type) FROM app_private.job_types t)
+      (SELECT string_agg(t.job_type, ', ' ORDER BY t.job_type) FROM app_private.job_types t WHERE t.enabled)
       USING ERRCODE = '22023';
+  END IF;
+  IF NOT v_type.enabled THEN
+    RAISE EXCEPTION 'job type "%" is %', v_type.job_type,
+      CASE WHEN v_type.test_only THEN 'for tests only and is turned off in this database'
+           ELSE 'turned off in this database' END
+      USING ERRCODE = '22023',
+            HINT = 'An operator turns it on with UPDATE app_private.job_types SET enabled = true WHERE job_type = ...';
   END IF;
   IF NOT v_asset.file_type = ANY (v_type.file_types) THEN
     RAISE EXCEPTION 'job type "%" does not apply to % assets (it takes: %)',
       v_type.job_type, v_asset.file_type, array_to_string(v_type.file_types, ', ') USING ERRCODE = '22023';
   END IF;
-  IF enqueue_asset_job.priority IS NULL OR enqueue_asset_job.priority NOT BETWEEN 1 AND 10 THEN
+  IF enqueue_asset_job.priority NOT BETWEEN 1 AND 10 THEN
     RAISE EXCEPTION 'priority must be between 1 and 10, got %', enqueue_asset_job.priority USING ERRCODE = '22023';
   END IF;
-  IF jsonb_typeof(v_params) <> 'object' THEN
-    RAISE EXCEPTION 'params must be a JSON object' USING ERRCODE = '22023';
+  PERFORM app_private.check_job_params(v_type.job_type, v_params);
+  -- The priority model (see the top of this migration).
+  IF v_api THEN
+    v_priority := v_type.priority;
+    v_tenant_priority := coalesce(enqueue_asset_job.priority, 5);
+  ELSE
+    v_priority := coalesce(enqueue_asset_job.priority, v_type.priority);
+    v_tenant_priority := 5;
   END IF;
 
   FOR i IN 1..3 LOOP
     INSERT INTO public.asset_processing_jobs AS j
-      (tenant_id, asset_id, job_type, priority, input_params, run_after, idempotency_key, max_attempts)
-    VALUES (v_asset.tenant_id, v_asset.id, v_type.job_type, enqueue_asset_job.priority, v_params,
+      (tenant_id, asset_id, job_type, priority, tenant_priority, input_params, run_after, idempotency_key,
+       max_attempts)
+    VALUES (v_asset.tenant_id, v_asset.id, v_type.job_type, v_priority, v_tenant_priority, v_params,
             coalesce(enqueue_asset_job.run_after, now()), enqueue_asset_job.idempotency_key, v_type.default_max_attempts)
     ON CONFLICT DO NOTHING
     RETURNING j.id INTO v_id;
@@ -1888,7 +2042,7 @@ $$;
 -- Name: enqueue_asset_jobs(uuid, text[], jsonb, integer, timestamp with time zone, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.enqueue_asset_jobs(asset_id uuid, job_types text[], params jsonb DEFAULT '{}'::jsonb, priority integer DEFAULT 5, run_after timestamp with time zone DEFAULT now(), idempotency_key text DEFAULT NULL::text) RETURNS TABLE(job_type text, job_id uuid)
+CREATE FUNCTION public.enqueue_asset_jobs(asset_id uuid, job_types text[], params jsonb DEFAULT '{}'::jsonb, priority integer DEFAULT NULL::integer, run_after timestamp with time zone DEFAULT now(), idempotency_key text DEFAULT NULL::text) RETURNS TABLE(job_type text, job_id uuid)
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -1968,6 +2122,72 @@ $$;
 
 
 --
+-- Name: content_collections; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.content_collections (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    tenant_id uuid NOT NULL,
+    creator_id uuid,
+    name text NOT NULL,
+    description text,
+    slug text NOT NULL,
+    collection_type text NOT NULL,
+    settings jsonb DEFAULT '{}'::jsonb NOT NULL,
+    cover_asset_id uuid,
+    brand_colors jsonb DEFAULT '{}'::jsonb NOT NULL,
+    visibility text DEFAULT 'public'::text NOT NULL,
+    access_level text DEFAULT 'free'::text NOT NULL,
+    price_cents integer DEFAULT 0 NOT NULL,
+    is_sequential boolean DEFAULT false NOT NULL,
+    completion_certificate boolean DEFAULT false NOT NULL,
+    status text DEFAULT 'draft'::text NOT NULL,
+    published_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT collections_paid_has_price CHECK (((access_level = 'paid'::text) = (price_cents > 0))),
+    CONSTRAINT collections_published_has_date CHECK (((status <> 'published'::text) OR (published_at IS NOT NULL))),
+    CONSTRAINT content_collections_access_level_check CHECK ((access_level = ANY (ARRAY['free'::text, 'premium'::text, 'paid'::text]))),
+    CONSTRAINT content_collections_collection_type_check CHECK ((collection_type = ANY (ARRAY['course'::text, 'series'::text, 'book'::text, 'playlist'::text, 'bundle'::text]))),
+    CONSTRAINT content_collections_price_cents_check CHECK ((price_cents >= 0)),
+    CONSTRAINT content_collections_slug_check CHECK ((slug ~ '^[a-z0-9][a-z0-9-]*$'::text)),
+    CONSTRAINT content_collections_status_check CHECK ((status = ANY (ARRAY['draft'::text, 'published'::text, 'archived'::text]))),
+    CONSTRAINT content_collections_visibility_check CHECK ((visibility = ANY (ARRAY['public'::text, 'private'::text, 'unlisted'::text])))
+);
+
+
+--
+-- Name: get_collection_by_slug(uuid, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.get_collection_by_slug(p_tenant_id uuid, p_slug text) RETURNS SETOF public.content_collections
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  SELECT c.* FROM public.content_collections c
+  WHERE c.tenant_id = p_tenant_id AND c.slug = p_slug AND c.status = 'published'
+    AND c.visibility IN ('public', 'unlisted')
+    AND (c.access_level = 'free' OR NOT app.caller_is_api() OR app.has_tenant_role(c.tenant_id, 'member'))
+$$;
+
+
+--
+-- Name: get_content_by_slug(uuid, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.get_content_by_slug(p_tenant_id uuid, p_slug text) RETURNS SETOF public.content
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  SELECT c.* FROM public.content c
+  WHERE c.tenant_id = p_tenant_id AND c.slug = p_slug AND c.status = 'published'
+    AND ((c.visibility IN ('public', 'unlisted') AND c.access_level = 'free')
+         OR (c.visibility IN ('public', 'unlisted', 'members')
+             AND (NOT app.caller_is_api() OR app.has_tenant_role(c.tenant_id, 'member'))))
+$$;
+
+
+--
 -- Name: get_current_tenant_id(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2018,11 +2238,11 @@ DECLARE
   v_tenant uuid;
 BEGIN
   SELECT j.tenant_id INTO v_tenant FROM public.asset_processing_jobs j WHERE j.id = retry_asset_job.job_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'job % does not exist', retry_asset_job.job_id USING ERRCODE = 'P0002';
+  IF NOT FOUND OR (app.caller_is_api() AND NOT app.has_tenant_role(v_tenant, 'member')) THEN
+    RAISE EXCEPTION 'job % does not exist', retry_asset_job.job_id USING ERRCODE = 'PT404';
   END IF;
   IF app.caller_is_api() AND NOT app.has_tenant_role(v_tenant, 'author') THEN
-    RAISE EXCEPTION 'not allowed to retry jobs of tenant %', v_tenant USING ERRCODE = '42501';
+    RAISE EXCEPTION 'retrying jobs needs author rights or higher in the job''s tenant' USING ERRCODE = '42501';
   END IF;
   UPDATE public.asset_processing_jobs j
   SET status = 'pending', attempts = 0, run_after = now(), error_message = NULL, error_details = NULL,
@@ -2038,19 +2258,28 @@ $$;
 
 
 --
--- Name: search_content(uuid, text, public.content_type_enum[], uuid[], uuid[], integer, integer, regconfig); Type: FUNCTION; Schema: public; Owner: -
+-- Name: search_content(uuid, text, public.content_type_enum[], uuid[], uuid[], integer, integer, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[] DEFAULT NULL::public.content_type_enum[], p_categories uuid[] DEFAULT NULL::uuid[], p_tags uuid[] DEFAULT NULL::uuid[], p_limit integer DEFAULT 20, p_offset integer DEFAULT 0, p_language regconfig DEFAULT 'english'::regconfig) RETURNS TABLE(content_id uuid, title text, excerpt text, content_type public.content_type_enum, published_at timestamp with time zone, rank real)
+CREATE FUNCTION public.search_content(p_tenant_id uuid DEFAULT NULL::uuid, p_query text DEFAULT NULL::text, p_content_types public.content_type_enum[] DEFAULT NULL::public.content_type_enum[], p_categories uuid[] DEFAULT NULL::uuid[], p_tags uuid[] DEFAULT NULL::uuid[], p_limit integer DEFAULT 20, p_offset integer DEFAULT 0, p_language text DEFAULT 'english'::text) RETURNS TABLE(content_id uuid, title text, excerpt text, content_type public.content_type_enum, published_at timestamp with time zone, rank real)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
 DECLARE
   v_tenant uuid := coalesce(p_tenant_id, public.get_current_tenant_id());
+  v_config regconfig := app.search_config(p_language);
   v_member boolean;
 BEGIN
   IF v_tenant IS NULL THEN
-    RAISE EXCEPTION 'search_content needs a tenant (p_tenant_id or app.current_tenant_id)' USING ERRCODE = '22023';
+    RAISE EXCEPTION 'search_content needs a tenant (p_tenant_id, app.current_tenant_id or the JWT''s tenant_id)'
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_query IS NULL THEN
+    RAISE EXCEPTION 'search_content needs p_query' USING ERRCODE = '22023';
+  END IF;
+  IF v_config IS NULL THEN
+    RAISE EXCEPTION 'p_language "%" is not a text search configuration of this server', p_language
+      USING ERRCODE = '22023';
   END IF;
   IF p_limit NOT BETWEEN 1 AND 100 OR p_offset < 0 THEN
     RAISE EXCEPTION 'p_limit must be between 1 and 100 and p_offset at least 0' USING ERRCODE = '22023';
@@ -2058,10 +2287,8 @@ BEGIN
   v_member := NOT app.caller_is_api() OR app.has_tenant_role(v_tenant, 'member');
   RETURN QUERY
   WITH q AS (
-    SELECT websearch_to_tsquery(p_language, p_query) AS words, websearch_to_tsquery('simple', p_query) AS spoken
+    SELECT websearch_to_tsquery(v_config, p_query) AS words, websearch_to_tsquery('simple', p_query) AS spoken
   ), hits AS (
-    -- Filters that need only the content row are applied while scanning, so hits never go back
-    -- to the table a second time.
     SELECT c.id, ts_rank(c.search_vector, q.words) AS r
     FROM public.content c, q
     WHERE c.tenant_id = v_tenant AND c.search_vector @@ q.words
@@ -2109,12 +2336,9 @@ DECLARE
   v_headers jsonb := nullif(current_setting('request.headers', true), '')::jsonb;
   v_ip inet;
 BEGIN
-  IF app.caller_is_api() AND NOT app.can_read_content(p_content_id) THEN
-    RAISE EXCEPTION 'content % is not readable' , p_content_id USING ERRCODE = '42501';
-  END IF;
   SELECT c.tenant_id INTO v_tenant FROM public.content c WHERE c.id = p_content_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'content % does not exist', p_content_id USING ERRCODE = 'P0002';
+  IF NOT FOUND OR (app.caller_is_api() AND NOT app.can_read_content(p_content_id)) THEN
+    RAISE EXCEPTION 'content % does not exist', p_content_id USING ERRCODE = 'PT404';
   END IF;
   IF v_uid IS NULL AND p_session_id IS NULL AND p_client_event_id IS NULL THEN
     RAISE EXCEPTION 'anonymous events need a session id or a client event id' USING ERRCODE = '22023';
@@ -2244,7 +2468,11 @@ CREATE TABLE app_private.job_types (
     job_type text NOT NULL,
     file_types public.asset_type_enum[] NOT NULL,
     default_max_attempts integer DEFAULT 3 NOT NULL,
-    CONSTRAINT job_types_default_max_attempts_check CHECK (((default_max_attempts >= 1) AND (default_max_attempts <= 100)))
+    priority integer DEFAULT 5 NOT NULL,
+    test_only boolean DEFAULT false NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    CONSTRAINT job_types_default_max_attempts_check CHECK (((default_max_attempts >= 1) AND (default_max_attempts <= 100))),
+    CONSTRAINT job_types_priority_check CHECK (((priority >= 1) AND (priority <= 10)))
 );
 
 
@@ -2488,41 +2716,6 @@ CREATE TABLE public.content_collection_items (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT content_collection_items_estimated_duration_minutes_check CHECK ((estimated_duration_minutes >= 0)),
     CONSTRAINT content_collection_items_unlock_delay_hours_check CHECK ((unlock_delay_hours >= 0))
-);
-
-
---
--- Name: content_collections; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.content_collections (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    tenant_id uuid NOT NULL,
-    creator_id uuid,
-    name text NOT NULL,
-    description text,
-    slug text NOT NULL,
-    collection_type text NOT NULL,
-    settings jsonb DEFAULT '{}'::jsonb NOT NULL,
-    cover_asset_id uuid,
-    brand_colors jsonb DEFAULT '{}'::jsonb NOT NULL,
-    visibility text DEFAULT 'public'::text NOT NULL,
-    access_level text DEFAULT 'free'::text NOT NULL,
-    price_cents integer DEFAULT 0 NOT NULL,
-    is_sequential boolean DEFAULT false NOT NULL,
-    completion_certificate boolean DEFAULT false NOT NULL,
-    status text DEFAULT 'draft'::text NOT NULL,
-    published_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT collections_paid_has_price CHECK (((access_level = 'paid'::text) = (price_cents > 0))),
-    CONSTRAINT collections_published_has_date CHECK (((status <> 'published'::text) OR (published_at IS NOT NULL))),
-    CONSTRAINT content_collections_access_level_check CHECK ((access_level = ANY (ARRAY['free'::text, 'premium'::text, 'paid'::text]))),
-    CONSTRAINT content_collections_collection_type_check CHECK ((collection_type = ANY (ARRAY['course'::text, 'series'::text, 'book'::text, 'playlist'::text, 'bundle'::text]))),
-    CONSTRAINT content_collections_price_cents_check CHECK ((price_cents >= 0)),
-    CONSTRAINT content_collections_slug_check CHECK ((slug ~ '^[a-z0-9][a-z0-9-]*$'::text)),
-    CONSTRAINT content_collections_status_check CHECK ((status = ANY (ARRAY['draft'::text, 'published'::text, 'archived'::text]))),
-    CONSTRAINT content_collections_visibility_check CHECK ((visibility = ANY (ARRAY['public'::text, 'private'::text, 'unlisted'::text])))
 );
 
 
@@ -2799,6 +2992,14 @@ ALTER TABLE ONLY app_private.content_viewers
 
 ALTER TABLE ONLY app_private.engagement_rollup_state
     ADD CONSTRAINT engagement_rollup_state_pkey PRIMARY KEY (singleton);
+
+
+--
+-- Name: job_params job_params_pkey; Type: CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.job_params
+    ADD CONSTRAINT job_params_pkey PRIMARY KEY (job_type, name);
 
 
 --
@@ -3675,7 +3876,7 @@ CREATE UNIQUE INDEX jobs_active_unique_idx ON public.asset_processing_jobs USING
 -- Name: jobs_claim_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX jobs_claim_idx ON public.asset_processing_jobs USING btree (priority DESC, tenant_id, run_after) WHERE (status = 'pending'::text);
+CREATE INDEX jobs_claim_idx ON public.asset_processing_jobs USING btree (priority DESC, tenant_id, tenant_priority DESC, run_after) WHERE (status = 'pending'::text);
 
 
 --
@@ -3998,6 +4199,14 @@ CREATE TRIGGER trigger_update_reply_count AFTER INSERT OR DELETE OR UPDATE OF st
 --
 
 CREATE TRIGGER trigger_update_tag_usage AFTER INSERT OR DELETE OR UPDATE OF tag_id ON public.content_categorizations FOR EACH ROW EXECUTE FUNCTION app_private.update_tag_usage_count();
+
+
+--
+-- Name: job_params job_params_job_type_fkey; Type: FK CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.job_params
+    ADD CONSTRAINT job_params_job_type_fkey FOREIGN KEY (job_type) REFERENCES app_private.job_types(job_type) ON DELETE CASCADE;
 
 
 --
@@ -4415,6 +4624,12 @@ ALTER TABLE app_private.content_viewers ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app_private.engagement_rollup_state ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: job_params; Type: ROW SECURITY; Schema: app_private; Owner: -
+--
+
+ALTER TABLE app_private.job_params ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: job_types; Type: ROW SECURITY; Schema: app_private; Owner: -
 --
 
@@ -4600,7 +4815,7 @@ CREATE POLICY collections_select_member ON public.content_collections FOR SELECT
 -- Name: content_collections collections_select_public; Type: POLICY; Schema: public; Owner: -
 --
 
-CREATE POLICY collections_select_public ON public.content_collections FOR SELECT TO anon, authenticated USING (((status = 'published'::text) AND (visibility = ANY (ARRAY['public'::text, 'unlisted'::text])) AND (access_level = 'free'::text)));
+CREATE POLICY collections_select_public ON public.content_collections FOR SELECT TO anon, authenticated USING (((status = 'published'::text) AND (visibility = 'public'::text) AND (access_level = 'free'::text)));
 
 
 --
@@ -4777,7 +4992,7 @@ CREATE POLICY content_select_member ON public.content FOR SELECT TO authenticate
 -- Name: content content_select_public; Type: POLICY; Schema: public; Owner: -
 --
 
-CREATE POLICY content_select_public ON public.content FOR SELECT TO anon, authenticated USING (((status = 'published'::public.content_status_enum) AND (visibility = ANY (ARRAY['public'::text, 'unlisted'::text])) AND (access_level = 'free'::text)));
+CREATE POLICY content_select_public ON public.content FOR SELECT TO anon, authenticated USING (((status = 'published'::public.content_status_enum) AND (visibility = 'public'::text) AND (access_level = 'free'::text)));
 
 
 --
@@ -5166,6 +5381,15 @@ GRANT ALL ON FUNCTION app.role_rank(p_role text) TO service_role;
 
 
 --
+-- Name: FUNCTION search_config(p_language text); Type: ACL; Schema: app; Owner: -
+--
+
+GRANT ALL ON FUNCTION app.search_config(p_language text) TO anon;
+GRANT ALL ON FUNCTION app.search_config(p_language text) TO authenticated;
+GRANT ALL ON FUNCTION app.search_config(p_language text) TO service_role;
+
+
+--
 -- Name: FUNCTION term_labels_public_content(p_category_id uuid, p_tag_id uuid); Type: ACL; Schema: app; Owner: -
 --
 
@@ -5182,6 +5406,20 @@ GRANT ALL ON FUNCTION app.term_labels_public_content(p_category_id uuid, p_tag_i
 REVOKE ALL ON FUNCTION app.validate_blocks(p_blocks jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION app.validate_blocks(p_blocks jsonb) TO authenticated;
 GRANT ALL ON FUNCTION app.validate_blocks(p_blocks jsonb) TO service_role;
+
+
+--
+-- Name: FUNCTION check_job_param_value(p_job_type text, p_field app_private.job_params, p_value jsonb, p_item boolean); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.check_job_param_value(p_job_type text, p_field app_private.job_params, p_value jsonb, p_item boolean) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION check_job_params(p_job_type text, p_params jsonb); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.check_job_params(p_job_type text, p_params jsonb) FROM PUBLIC;
 
 
 --
@@ -5516,6 +5754,35 @@ GRANT ALL ON FUNCTION public.generate_recommendations(p_limit integer, p_tenant_
 
 
 --
+-- Name: TABLE content_collections; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.content_collections TO anon;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.content_collections TO authenticated;
+GRANT ALL ON TABLE public.content_collections TO service_role;
+
+
+--
+-- Name: FUNCTION get_collection_by_slug(p_tenant_id uuid, p_slug text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.get_collection_by_slug(p_tenant_id uuid, p_slug text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.get_collection_by_slug(p_tenant_id uuid, p_slug text) TO anon;
+GRANT ALL ON FUNCTION public.get_collection_by_slug(p_tenant_id uuid, p_slug text) TO authenticated;
+GRANT ALL ON FUNCTION public.get_collection_by_slug(p_tenant_id uuid, p_slug text) TO service_role;
+
+
+--
+-- Name: FUNCTION get_content_by_slug(p_tenant_id uuid, p_slug text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.get_content_by_slug(p_tenant_id uuid, p_slug text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.get_content_by_slug(p_tenant_id uuid, p_slug text) TO anon;
+GRANT ALL ON FUNCTION public.get_content_by_slug(p_tenant_id uuid, p_slug text) TO authenticated;
+GRANT ALL ON FUNCTION public.get_content_by_slug(p_tenant_id uuid, p_slug text) TO service_role;
+
+
+--
 -- Name: FUNCTION get_current_tenant_id(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -5535,13 +5802,13 @@ GRANT ALL ON FUNCTION public.retry_asset_job(job_id uuid) TO service_role;
 
 
 --
--- Name: FUNCTION search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language regconfig); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language text); Type: ACL; Schema: public; Owner: -
 --
 
-REVOKE ALL ON FUNCTION public.search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language regconfig) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language regconfig) TO anon;
-GRANT ALL ON FUNCTION public.search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language regconfig) TO authenticated;
-GRANT ALL ON FUNCTION public.search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language regconfig) TO service_role;
+REVOKE ALL ON FUNCTION public.search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language text) TO anon;
+GRANT ALL ON FUNCTION public.search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language text) TO authenticated;
+GRANT ALL ON FUNCTION public.search_content(p_tenant_id uuid, p_query text, p_content_types public.content_type_enum[], p_categories uuid[], p_tags uuid[], p_limit integer, p_offset integer, p_language text) TO service_role;
 
 
 --
@@ -5636,15 +5903,6 @@ GRANT ALL ON TABLE public.content_changes TO service_role;
 GRANT SELECT ON TABLE public.content_collection_items TO anon;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.content_collection_items TO authenticated;
 GRANT ALL ON TABLE public.content_collection_items TO service_role;
-
-
---
--- Name: TABLE content_collections; Type: ACL; Schema: public; Owner: -
---
-
-GRANT SELECT ON TABLE public.content_collections TO anon;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.content_collections TO authenticated;
-GRANT ALL ON TABLE public.content_collections TO service_role;
 
 
 --

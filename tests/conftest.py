@@ -130,6 +130,9 @@ def template_db() -> Iterator[str]:
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not reachable at {ADMIN_URL}: {exc}")
     migrate(url)
+    from contentforge.api import set_test_job_types
+
+    set_test_job_types(url, True)  # the operator's switch: the queue tests use noop throughout
     with _admin() as conn:  # a template must have no other sessions
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
     yield name

@@ -126,23 +126,37 @@ class Runtime:
             return list(self._active)
 
     def _heartbeat_loop(self) -> None:
+        """Renew every running job's lease until the process ends.
+
+        No exception ends this thread: a failed renewal (PostgreSQL unreachable, a statement
+        timeout, a read-only standby after a failover, a bug) is logged and retried at the next
+        beat, and a job is stopped only once its lease can no longer have been renewed (its last
+        renewal is older than the lease), when another worker may already be running it.
+        """
         interval = self.settings.lease_seconds / 3
         while True:
             time.sleep(interval)
-            for active in self.active():
-                if active.stopped.is_set():
-                    continue
-                try:
-                    ours = self.store.heartbeat(active.job.id, active.worker_id, active.progress)
-                except DatabaseUnavailable as exc:
-                    if time.monotonic() - active.last_renewed > self.settings.lease_seconds:
-                        active.stop("the lease expired while PostgreSQL was unreachable")
-                    log.warning("heartbeat failed", job_id=str(active.job.id), error=str(exc))
-                    continue
-                if ours:
-                    active.last_renewed = time.monotonic()
-                else:
-                    active.stop("the job was cancelled or its lease was taken over")
+            try:
+                self._beat()
+            except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive any error
+                log.error("heartbeat round failed", error=f"{exc.__class__.__name__}: {exc}".strip())
+
+    def _beat(self) -> None:
+        for active in self.active():
+            if active.stopped.is_set():
+                continue
+            try:
+                ours = self.store.heartbeat(active.job.id, active.worker_id, active.progress)
+            except Exception as exc:  # noqa: BLE001 - logged; the job stops only when its lease is gone
+                if time.monotonic() - active.last_renewed > self.settings.lease_seconds:
+                    active.stop(f"the lease expired while it could not be renewed ({exc.__class__.__name__})")
+                log.warning("heartbeat failed", job_id=str(active.job.id),
+                            error=f"{exc.__class__.__name__}: {str(exc).strip()}")
+                continue
+            if ours:
+                active.last_renewed = time.monotonic()
+            else:
+                active.stop("the job was cancelled or its lease was taken over")
 
     def release_all(self) -> int:
         """Give every running job of this process back to the queue (shutdown after the grace)."""
@@ -357,6 +371,14 @@ def _fail(rt: Runtime, job: ClaimedJob, me: str, record: JobRecord, exc: BaseExc
         record.outcome = "lost"
 
 
+def _operator_params(settings: Settings, job_type: str) -> dict[str, Any]:
+    """What the operator decides for a job, never its enqueuer: the speech engine and model come
+    from settings only (a tenant naming a model would make the worker load, cache or download it)."""
+    if job_type == "transcript":
+        return {"engine": settings.transcript_engine, "model": settings.transcript_model}
+    return {}
+
+
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -379,7 +401,8 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
     workdir = tmp / "work"
     with record.timed("run"):
         result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,
-                                    active.report, allow_test_jobs=rt.settings.allow_test_jobs)
+                                    active.report, allow_test_jobs=rt.settings.allow_test_jobs,
+                                    operator_params=_operator_params(rt.settings, job.job_type))
     if active.stopped.is_set():
         raise JobStopped(active.reason)
 

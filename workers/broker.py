@@ -12,6 +12,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from contentforge.errors import BrokerUnavailable
+from contentforge.redaction import redact
 
 #: The one actor every nudge names.
 ACTOR_NAME = "process_next_job"
@@ -25,6 +26,19 @@ def make_broker(url: str, *, namespace: str = "contentforge") -> RedisBroker:
     # The default heartbeat timeout (60 s) decides when another consumer takes over the unacked
     # nudges of a dead worker process; nudges are cheap, so the default is fine.
     return RedisBroker(client=client, namespace=namespace, middleware=[])
+
+
+def check_reachable(url: str) -> None:
+    """Raise :class:`BrokerUnavailable` (exit code 3) unless Redis at ``url`` answers a PING."""
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise BrokerUnavailable(f"cannot reach Redis at {redact(url)}: {str(exc).strip()}\n"
+                                "Check that Redis is running and that REDIS_URL names it "
+                                "(unset REDIS_URL to use the embedded Redis).") from exc
+    finally:
+        client.close()
 
 
 def queue_size(broker: RedisBroker, queue_name: str) -> int:

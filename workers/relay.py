@@ -56,6 +56,7 @@ class Relay:
         self.store = JobStore(database_url, lease_seconds=lease_seconds, reconnect_seconds=2.0)
         self.active = threading.Event()  # set while this relay holds the lock
         self.nudges_sent = 0
+        self.restarts = 0  # times the loop died of an unexpected error and was started again
         self._next_ready: datetime | None = None
         broker.declare_queue(queue_name)
 
@@ -78,16 +79,31 @@ class Relay:
         return 0
 
     def sweep(self) -> dict[str, int]:
-        reclaimed = self.store.reclaim_expired(RECLAIM_BATCH)
+        reclaimed = self._housekeeping("reclaim expired leases", lambda: self.store.reclaim_expired(RECLAIM_BATCH), [])
         for row in reclaimed:
             log.warning("lease expired; job reclaimed", job_id=str(row["job_id"]), new_status=row["new_status"])
-        purged = self.store.purge_finished(self.retention_days, PURGE_BATCH)
+        purged = self._housekeeping("purge finished jobs",
+                                    lambda: self.store.purge_finished(self.retention_days, PURGE_BATCH), 0)
         sent = self.top_up()
         return {"reclaimed": len(reclaimed), "purged": purged, "nudged": sent}
 
+    @staticmethod
+    def _housekeeping(what: str, step: Any, failed: Any) -> Any:
+        """Run one housekeeping step; an SQL error of its own (a trigger refusing the purge, a
+        statement timeout on a huge batch) is logged and skipped, so that nudging goes on. A lost
+        connection still propagates: the relay reconnects."""
+        try:
+            return step()
+        except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable):
+            raise
+        except psycopg.Error as exc:
+            log.error(f"relay could not {what}; nudging goes on", error=str(exc).strip().splitlines()[0])
+            return failed
+
     # --- the loop -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Elect, listen and sweep until ``stop`` is set; survives PostgreSQL and Redis outages."""
+        """Elect, listen and sweep until ``stop`` is set; survives PostgreSQL and Redis outages, and
+        restarts itself after any other error."""
         delay = 0.2
         while not stop.is_set():
             try:
@@ -98,6 +114,16 @@ class Relay:
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 self.active.clear()
                 log.warning("relay lost PostgreSQL; reconnecting", error=str(exc).strip(), retry_in=delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:
+                # Anything else (a bug, an unexpected library error) would end the thread and with
+                # it every nudge and lease reclaim until the process restarted: log it, give the
+                # lock up (the connection closed above) and start over, as after an outage.
+                self.active.clear()
+                self.restarts += 1
+                log.error("relay failed; restarting it", error=f"{exc.__class__.__name__}: {exc}".strip(),
+                          exc_info=True, retry_in=delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 5.0)
         self.active.clear()

@@ -19,7 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from contentforge.errors import DatabaseUnavailable
+from contentforge.db import connect
+from contentforge.errors import BrokerUnavailable, DatabaseUnavailable
 from contentforge.logging import get_logger
 from contentforge.services import broker as broker_url
 from contentforge.services import database, session_database
@@ -29,6 +30,10 @@ from workers.scratch import remove_scratch_of_dead_workers
 
 log = get_logger(__name__)
 
+#: How long a starting worker waits for PostgreSQL and Redis before it exits 3: long enough to ride
+#: out a restart of either (or of a container started at the same time), short enough to report a
+#: wrong URL promptly.
+STARTUP_WAIT_SECONDS = 15.0
 #: A worker process that exits within this many seconds of starting counts as a crash loop and is
 #: restarted with a growing delay, so a broken deployment does not spin the CPU.
 CRASH_LOOP_SECONDS = 5.0
@@ -65,6 +70,8 @@ def run(settings: Settings) -> int:
         if stop.is_set():
             log.info("worker stopped before it started")
             return 0
+        if not _services_reachable(db_url, redis_url, stop):
+            return 0
         # The relay needs a session (LISTEN, its election lock); the worker processes do not, and
         # prepare their statements only on a connection that proved to be a session.
         relay_url, setting = session_database(settings, db_url)
@@ -83,6 +90,29 @@ def run(settings: Settings) -> int:
             settings = settings.model_copy(update={"worker_prepared_statements": prepared})
         log.info("worker connections", prepared_statements=settings.worker_prepared_statements)
         return _supervise(settings, db_url, redis_url, stop, relay_url)
+
+
+def _services_reachable(db_url: str, redis_url: str, stop: threading.Event) -> bool:
+    """Wait up to STARTUP_WAIT_SECONDS for PostgreSQL and Redis; False when stopped meanwhile.
+
+    Still unreachable after that is a configuration problem (or a real outage): DatabaseUnavailable
+    or BrokerUnavailable propagates and the CLI exits 3 with the address, password hidden, instead
+    of starting processes that could only log warnings.
+    """
+    from workers.broker import check_reachable
+
+    deadline = time.monotonic() + STARTUP_WAIT_SECONDS
+    while True:
+        try:
+            connect(db_url, connect_timeout=5).close()
+            check_reachable(redis_url)
+            return True
+        except (DatabaseUnavailable, BrokerUnavailable) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("waiting for services before starting", error=str(exc).splitlines()[0])
+            if stop.wait(1.0):
+                return False
 
 
 def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.Event,
@@ -114,12 +144,20 @@ def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.
                   # the nudge on, so threads of other supervisors join too. More would mostly be
                   # nudges that find nothing (each a claim query and two Redis round trips).
                   max_nudges=min(settings.relay_max_nudges, settings.worker_processes * settings.worker_threads))
-    relay_thread = threading.Thread(target=relay.run, args=(stop,), name="cf-relay", daemon=True)
-    relay_thread.start()
+    def start_relay() -> threading.Thread:
+        thread = threading.Thread(target=relay.run, args=(stop,), name="cf-relay", daemon=True)
+        thread.start()
+        return thread
+
+    relay_thread = start_relay()
     log.info("worker started", processes=settings.worker_processes, threads=settings.worker_threads,
              queue=settings.queue_name)
 
     while not stop.wait(0.25):
+        if not relay_thread.is_alive() and not stop.is_set():
+            # Relay.run restarts itself after an error; this is the last line of defence.
+            log.error("relay thread ended; starting it again")
+            relay_thread = start_relay()
         for child in children:
             code = child.proc.poll()
             if code is None:

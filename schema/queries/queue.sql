@@ -132,3 +132,7 @@ SELECT pg_try_advisory_lock(%(key)s) AS ok;
 
 -- name: listen
 LISTEN contentforge_jobs;
+
+-- name: set_test_job_types
+-- The operator's switch for test-only job types (noop): enqueue_asset_job refuses them while off.
+UPDATE app_private.job_types t SET enabled = %(enabled)s WHERE t.test_only RETURNING t.job_type;

@@ -114,6 +114,16 @@ def test_list_and_delete_prefix(storage: Storage, sample: Path) -> None:
     assert storage.list() == ["t1/a10/original", "t2/a1/original"]
 
 
+@pytest.mark.parametrize("prefix", ["", "/", "//"])
+def test_delete_prefix_refuses_an_empty_prefix(storage: Storage, sample: Path, prefix: str) -> None:
+    """delete_prefix with an empty prefix is refused and deletes nothing (it meant the whole store)."""
+    storage.put_file("t1/a.bin", sample)
+    storage.put_file("t2/b.bin", sample)
+    with pytest.raises(InvalidKey, match="non-empty prefix"):
+        storage.delete_prefix(prefix)
+    assert storage.list() == ["t1/a.bin", "t2/b.bin"]
+
+
 @pytest.mark.parametrize("key", ["../escape", "/abs/key", "a/../../b", "a//b", "a/./b", "",
                                  "a\\b", "a\nb"])
 def test_bad_keys_refused(storage: Storage, sample: Path, key: str) -> None:

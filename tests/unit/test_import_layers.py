@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("contentforge", "schema", "jobs", "workers", "scheduler", "cli")
 CORE = {"contentforge.settings", "contentforge.db", "contentforge.errors", "contentforge.logging",
-        "contentforge.pooler"}
+        "contentforge.pooler", "contentforge.redaction"}
 
 
 def _layer(module: str) -> str:

@@ -86,7 +86,7 @@ def wait_status(conn: psycopg.Connection, job_id: uuid.UUID, status: str, timeou
 class InProcessWorker:
     """A Dramatiq Worker with our actor, plus the relay, in this process."""
 
-    def __init__(self, settings: Settings, threads: int = 2, relay: bool = True) -> None:
+    def __init__(self, settings: Settings, threads: int = 2, relay: bool = True, relay_class: type | None = None) -> None:
         from workers.actors import Runtime, configure, declare
         from workers.broker import make_broker
         from workers.middleware import ClearLogContext
@@ -102,7 +102,7 @@ class InProcessWorker:
         self.broker.flush(settings.queue_name)
         self.worker = dramatiq.Worker(self.broker, queues={settings.queue_name}, worker_threads=threads,
                                       worker_timeout=settings.worker_poll_ms)
-        self.relay = Relay(database_url=settings.database_url, broker=make_broker(settings.redis_url),
+        self.relay = (relay_class or Relay)(database_url=settings.database_url, broker=make_broker(settings.redis_url),
                            queue_name=settings.queue_name, lease_seconds=settings.lease_seconds,
                            sweep_interval=settings.sweep_interval_seconds,
                            retention_days=settings.job_retention_days) if relay else None
@@ -139,8 +139,10 @@ def in_process(settings: Settings) -> Iterator[Callable[..., InProcessWorker]]:
     """Start an in-process worker (and relay) with these settings; stopped after the test."""
     started: list[InProcessWorker] = []
 
-    def start(threads: int = 2, relay: bool = True, consume: bool = True, **overrides: Any) -> InProcessWorker:
-        w = InProcessWorker(settings.model_copy(update=overrides), threads=threads, relay=relay)
+    def start(threads: int = 2, relay: bool = True, consume: bool = True, relay_class: type | None = None,
+              **overrides: Any) -> InProcessWorker:
+        w = InProcessWorker(settings.model_copy(update=overrides), threads=threads, relay=relay,
+                            relay_class=relay_class)
         started.append(w)
         return w.start(consume=consume)
 

@@ -63,7 +63,7 @@ def test_cli_enqueue_prints_the_job_id_and_jobs_list_shows_it(world: World, conn
     """`contentforge enqueue` prints a job id that `contentforge jobs list --json` then reports."""
     env = worker_env(settings)
     out = subprocess.run([sys.executable, "-m", "cli", "enqueue", str(world.asset), "noop",
-                          "--params", '{"n": 5}', "--priority", "7"], env=env, capture_output=True, text=True,
+                          "--params", '{"tag": "5"}', "--priority", "7"], env=env, capture_output=True, text=True,
                          check=True)
     job_id = out.stdout.strip()
     listed = subprocess.run([sys.executable, "-m", "cli", "jobs", "list", "--tenant", str(world.tenant),

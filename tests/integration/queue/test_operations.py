@@ -84,11 +84,11 @@ def test_jobs_queued_while_redis_is_down_run_once_it_is_back(own_redis: RedisSer
                                                             conn: psycopg.Connection) -> None:
     """Jobs enqueued while Redis is down wait, then all run exactly once after Redis comes back empty."""
     in_process(threads=2, redis_url=own_redis.url)
-    before = enqueue(conn, world.asset, params={"n": 0})
+    before = enqueue(conn, world.asset, params={"tag": "0"})
     wait_status(conn, before, "completed")
 
     own_redis.kill()
-    during = [enqueue(conn, world.asset, params={"n": n}) for n in range(1, 6)]
+    during = [enqueue(conn, world.asset, params={"tag": str(n)}) for n in range(1, 6)]
     time.sleep(1.5)  # three sweeps: nothing can be nudged, nothing may run or be lost
     assert {job(conn, j)["status"] for j in during} == {"pending"}
 
@@ -109,11 +109,11 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 def test_jobs_show_prints_the_row_as_json_and_fails_for_an_unknown_id(settings: Settings, world: World,
                                                                        conn: psycopg.Connection) -> None:
     """`jobs show --json` prints the job's row and exits 0; an unknown id exits 1 with a message."""
-    job_id = enqueue(conn, world.asset, params={"n": 1}, priority=8)
+    job_id = enqueue(conn, world.asset, params={"tag": "1"}, priority=8)
     shown = _cli(settings, "show", str(job_id), "--json")
     assert shown.returncode == 0, shown.stderr
     row = json.loads(shown.stdout)
-    assert (row["id"], row["status"], row["priority"], row["input_params"]) == (str(job_id), "pending", 8, {"n": 1})
+    assert (row["id"], row["status"], row["priority"], row["input_params"]) == (str(job_id), "pending", 8, {"tag": "1"})
 
     missing = uuid.uuid4()
     unknown = _cli(settings, "show", str(missing))
@@ -174,7 +174,7 @@ def test_metrics_endpoint_serves_job_counters_histogram_depth_and_oldest_age(
     spawn_worker(CONTENTFORGE_METRICS_PORT=str(port), CONTENTFORGE_WORKER_THREADS="1")
     slow = enqueue(conn, world.asset, params={"sleep_seconds": 2})
     wait_status(conn, slow, "running", timeout=15)
-    waiting = enqueue(conn, world.asset, params={"n": 1})
+    waiting = enqueue(conn, world.asset, params={"tag": "1"})
     time.sleep(0.5)
     busy = wait_for(lambda: _ok_scrape(port), 10, "the metrics endpoint")
     assert busy['contentforge_queue_jobs{status="running"}'] == 1
@@ -185,7 +185,7 @@ def test_metrics_endpoint_serves_job_counters_histogram_depth_and_oldest_age(
     wait_status(conn, waiting, "completed", timeout=15)
     wait_status(conn, failing, "failed", timeout=15)
     with conn.transaction():  # 50 finished jobs that no worker saw, so the estimate has rows to go on
-        conn.execute("""SELECT enqueue_asset_job(asset_id => %s, job_type => 'noop', params => jsonb_build_object('x', g))
+        conn.execute("""SELECT enqueue_asset_job(asset_id => %s, job_type => 'noop', params => jsonb_build_object('tag', g::text))
                         FROM generate_series(1, 50) g""", (world.asset,))
         conn.execute("""UPDATE asset_processing_jobs SET status = 'completed', completed_at = now()
                         WHERE status = 'pending'""")
@@ -216,7 +216,7 @@ def test_metric_files_of_a_crashed_worker_process_are_folded_into_the_archive(
     conn.execute("UPDATE app_private.job_types SET default_max_attempts = 1 WHERE job_type = 'noop'")
     port = _free_port()
     supervisor = spawn_worker(CONTENTFORGE_METRICS_PORT=str(port), CONTENTFORGE_WORKER_THREADS="1")
-    ok = enqueue(conn, world.asset, params={"n": 1})
+    ok = enqueue(conn, world.asset, params={"tag": "1"})
     wait_status(conn, ok, "completed", timeout=15)
     (first,) = wait_for(lambda: _children(supervisor.pid), 5, "the worker process")
     metrics_dir = Path(_environ(first)["PROMETHEUS_MULTIPROC_DIR"])
@@ -248,7 +248,7 @@ def test_every_log_line_of_a_job_carries_its_identity_and_each_attempt_has_one_s
     of a job writes exactly one `job finished` summary line with its outcome."""
     conn.execute("UPDATE app_private.job_types SET default_max_attempts = 2 WHERE job_type = 'noop'")
     proc = spawn_worker(CONTENTFORGE_LOG_LEVEL="INFO")
-    ok = enqueue(conn, world.asset, params={"n": 1})
+    ok = enqueue(conn, world.asset, params={"tag": "1"})
     flaky = enqueue(conn, world.asset, params={"fail": "transient"})
     wait_status(conn, ok, "completed", timeout=15)
     wait_status(conn, flaky, "failed", timeout=20)

@@ -65,14 +65,14 @@ def test_worker_survives_terminated_database_connections(in_process, world: Worl
                                                          db_url: str) -> None:
     """After every worker and relay connection is killed with pg_terminate_backend, new jobs still run."""
     in_process()
-    first = enqueue(conn, world.asset, params={"n": 1})
+    first = enqueue(conn, world.asset, params={"tag": "1"})
     wait_status(conn, first, "completed")
     killed = conn.execute(
         "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
         "WHERE datname = current_database() AND application_name LIKE 'contentforge-%%'").fetchone()["n"]
     assert killed >= 2  # the relay's LISTEN connection and at least one worker connection
     killed_at = time.monotonic()
-    second = enqueue(conn, world.asset, params={"n": 2})
+    second = enqueue(conn, world.asset, params={"tag": "2"})
     wait_status(conn, second, "completed", timeout=15)
     print(f"pg connection loss recovery: {time.monotonic() - killed_at:.2f} s")
 
@@ -91,8 +91,8 @@ def test_running_job_is_not_lost_when_its_connection_dies(in_process, world: Wor
 
 def test_priority_ten_enqueued_last_starts_first(in_process, world: World, conn: psycopg.Connection) -> None:
     """With a backlog, a priority-10 job enqueued after priority-1 jobs is started before all of them."""
-    low = [enqueue(conn, world.asset, params={"n": i}, priority=1) for i in range(5)]
-    high = enqueue(conn, world.asset, params={"n": "high"}, priority=10)
+    low = [enqueue(conn, world.asset, params={"tag": str(i)}, priority=1) for i in range(5)]
+    high = enqueue(conn, world.asset, params={"tag": "high"}, priority=10)
     in_process(threads=1)
     for j in [*low, high]:
         wait_status(conn, j, "completed")

@@ -54,6 +54,12 @@ CALLS = {
     "app_private.run_maintenance": "SELECT app_private.run_maintenance()",
     "app_private.publish_due_content": "SELECT * FROM app_private.publish_due_content(10)",
     "app_private.engagement_default_rows": "SELECT * FROM app_private.engagement_default_rows()",
+    "app.search_config": "SELECT app.search_config('german')",
+    "app_private.check_job_params": "SELECT app_private.check_job_params('transcode', '{\"renditions\": [720]}')",
+    "app_private.check_job_param_value": "SELECT app_private.check_job_param_value('noop', f, '1', false) "
+                                         "FROM app_private.job_params f WHERE f.name = 'sleep_seconds'",
+    "public.get_content_by_slug": "SELECT * FROM get_content_by_slug(%(tenant)s, 'no-such-slug')",
+    "public.get_collection_by_slug": "SELECT * FROM get_collection_by_slug(%(tenant)s, 'no-such-slug')",
 }
 
 

@@ -7,7 +7,8 @@ import psycopg
 OUR_SCHEMAS = ("public", "app", "app_private")
 
 # RPCs that anon may call, on purpose (everything else in public is closed to anon).
-ANON_FUNCTIONS = {"get_current_tenant_id", "search_content", "track_engagement"}
+ANON_FUNCTIONS = {"get_current_tenant_id", "search_content", "track_engagement", "get_content_by_slug",
+                  "get_collection_by_slug"}
 # Tables anon may read (RLS then limits the rows to published, public, free items).
 ANON_TABLES = {"content", "block_types", "content_collections", "content_collection_items",
                "content_categories", "content_tags", "content_comments"}

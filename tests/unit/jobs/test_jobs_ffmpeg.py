@@ -114,3 +114,25 @@ def test_ffmpeg_dies_with_the_worker_that_started_it() -> None:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def test_ffmpeg_starts_while_another_thread_holds_the_import_lock() -> None:
+    """ffmpeg is started without running Python between fork and exec (no ``preexec_fn``), so it
+    starts even while another thread is inside an import: with a ``preexec_fn`` the interpreter must
+    take its import lock to fork, the start waits on that thread, and in a worker it can deadlock."""
+    import _imp
+    import threading
+
+    args = ["ffmpeg", "-hide_banner", "-nostdin", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "0.1",
+            "-progress", "pipe:1", "-f", "null", "-"]
+    ffmpeg.run_argv(args, timeout=30)  # warm up: anything imported lazily is imported now
+    done = threading.Event()
+    runner = threading.Thread(target=lambda: (ffmpeg.run_argv(args, timeout=30), done.set()), daemon=True)
+    _imp.acquire_lock()
+    try:
+        runner.start()
+        finished = done.wait(20)
+    finally:
+        _imp.release_lock()
+    runner.join(30)
+    assert finished, "ffmpeg did not start while another thread held the import lock"

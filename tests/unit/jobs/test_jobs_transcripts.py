@@ -20,7 +20,7 @@ def _normalise(text: str) -> str:
 @pytest.mark.slow
 def test_faster_whisper_transcribes_sentence(talk: Path, workdir: Path) -> None:
     """faster-whisper with the shipped model gets the spoken sentence with WER under 0.3."""
-    result = run_job("transcript", talk, workdir, {"engine": "faster-whisper"})
+    result = run_job("transcript", talk, workdir, {}, operator_params={"engine": "faster-whisper"})
     wer = jiwer.wer(_normalise(mf.SPEECH_SENTENCE), _normalise(result.data["text"]))
     assert wer < 0.3, result.data["text"]
     assert result.data["language"] == "en" and result.data["segments"] >= 1
@@ -51,7 +51,7 @@ def test_engine_cached_per_process() -> None:
 def test_unknown_engine(talk: Path, workdir: Path) -> None:
     """An unknown engine name is a permanent error that lists the known ones."""
     with pytest.raises(PermanentJobError, match=r"unknown speech engine 'vosk'.*faster-whisper"):
-        run_job("transcript", talk, workdir, {"engine": "vosk"})
+        run_job("transcript", talk, workdir, {}, operator_params={"engine": "vosk"})
 
 
 def test_video_without_audio_refused(tmp_path: Path, workdir: Path) -> None:
@@ -87,8 +87,8 @@ def random_whisper_checkpoint(tmp_path: Path) -> Path:
 def test_openai_whisper_runs_end_to_end(talk: Path, workdir: Path,
                                         random_whisper_checkpoint: Path) -> None:
     """openai-whisper loads a checkpoint by path and produces all four files (text is noise)."""
-    result = run_job("transcript", talk, workdir, {
-        "engine": "openai-whisper", "model": str(random_whisper_checkpoint), "language": "en"})
+    result = run_job("transcript", talk, workdir, {"language": "en"}, operator_params={
+        "engine": "openai-whisper", "model": str(random_whisper_checkpoint)})
     assert result.data["engine"] == "openai-whisper" and result.data["language"] == "en"
     assert result.data["model"] == str(random_whisper_checkpoint)
     doc = json.loads((workdir / "transcript.json").read_text())
@@ -116,6 +116,6 @@ def test_time_limit_stops_faster_whisper_between_segments(tmp_path: Path, workdi
             time.sleep(3.5)  # the first segment is out: let the 3 s limit pass
 
     with pytest.raises(PermanentJobError, match=r"longer than the 3 s limit"):
-        run_job("transcript", long_talk, workdir, {"engine": "faster-whisper"},
+        run_job("transcript", long_talk, workdir, {}, operator_params={"engine": "faster-whisper"},
                 limits=MediaLimits(max_process_seconds=3), progress=progress)
     assert max(reports) < 0.5, reports  # stopped within the first 30 s window of ~70 s
