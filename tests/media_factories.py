@@ -294,7 +294,7 @@ def heic(directory: Path, name: str = "photo.heic", *, size: tuple[int, int] = (
     ``icc`` embeds a colour profile; ``burst`` adds flat images of these colours after the patch
     frame, the last one marked primary (as a burst or Live Photo still is).
     """
-    import pillow_heif  # noqa: F401 - registers the HEIF encoder with Pillow
+    import pillow_heif
 
     im = patch_frame(size, marker=True)
     exif = Image.Exif()
@@ -304,6 +304,8 @@ def heic(directory: Path, name: str = "photo.heic", *, size: tuple[int, int] = (
     if gps:
         gps_ifd = exif.get_ifd(0x8825)
         gps_ifd[1], gps_ifd[2] = "N", (48.0, 51.0, 29.0)
+    # Through Pillow's save, as apps do: libheif stores the EXIF orientation as the HEIF rotation.
+    pillow_heif.register_heif_opener()  # no options given: the worker's options stay as they are
     options: dict[str, object] = {"format": "HEIF", "quality": quality, "exif": exif.tobytes()}
     if icc is not None:
         options["icc_profile"] = icc
@@ -354,8 +356,10 @@ def hdr_video(directory: Path, name: str = "hlg.mp4", *, transfer: str = "arib-s
 
 
 def sdr_patch_video(directory: Path, name: str = "patches709.mp4", *,
-                    size: tuple[int, int] = (640, 360), seconds: float = 1.0) -> Path:
-    """An 8-bit H.264 MP4 of :func:`patch_frame` in BT.709 Y'CbCr, tagged BT.709 limited range."""
+                    size: tuple[int, int] = (640, 360), seconds: float = 1.0,
+                    tagged: bool = True) -> Path:
+    """An 8-bit H.264 MP4 of :func:`patch_frame` in BT.709 Y'CbCr, limited range; tagged so, or
+    (``tagged=False``) with no colour tags at all, as many screen recorders and encoders write."""
     png = directory / f"_{name}.png"
     patch_frame(size).save(png)
     path = directory / name
@@ -364,8 +368,9 @@ def sdr_patch_video(directory: Path, name: str = "patches709.mp4", *,
         "-i", str(png), "-t", str(seconds),
         "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
         "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10",
-        "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
-        "-color_range", "tv", str(path),
+        *(["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+           "-color_range", "tv"] if tagged else []),
+        str(path),
     ])
     png.unlink()
     return path

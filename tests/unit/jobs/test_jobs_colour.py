@@ -198,10 +198,13 @@ def test_hlg_storyboard_tonemapped(hlg_thumbs) -> None:
         _check_patches(tile, "arib-std-b67", scale=0.25, slack=4)
 
 
-def test_sdr_rendition_tagged_and_poster_consistent(media: Path, tmp_path: Path) -> None:
-    """A BT.709 clip's rendition keeps BT.709 tags, and its poster has the rendition's colours
-    (a BT.601 conversion of the poster would shift the saturated patches by 5 to 20 levels)."""
-    src = mf.sdr_patch_video(media, "sdr709.mp4", size=SIZE)
+@pytest.mark.parametrize("tagged", [True, False], ids=["tagged", "untagged"])
+def test_sdr_rendition_tagged_and_poster_consistent(media: Path, tmp_path: Path,
+                                                    tagged: bool) -> None:
+    """A BT.709 clip, tagged or not, gets a rendition tagged BT.709 and a poster with the colours a
+    player shows for it (a BT.601 poster would shift the saturated patches by 5 to 20 levels)."""
+    src = mf.sdr_patch_video(media, f"sdr709_{tagged}.mp4", size=SIZE, tagged=tagged)
+    assert (_probe_colour(src).get("color_space") == "bt709") is tagged
     work_t, work_p = tmp_path / "t", tmp_path / "p"
     work_t.mkdir()
     work_p.mkdir()
