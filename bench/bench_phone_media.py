@@ -76,7 +76,7 @@ def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
         from jobs import colour, transcode
 
         if name == "hlg_not_tonemapped":
-            colour.to_sdr = lambda stream, source: stream
+            colour.to_sdr = lambda stream, source, size=None: stream
         start, cpu_start = time.perf_counter(), cpu_now()
         transcode.run(sources["hlg"], out, {}, limits, no_progress)
     else:

@@ -153,16 +153,21 @@ def tonemap_peak(source: VideoColour) -> float:
     return min(source.peak_nits or PQ_DEFAULT_PEAK_NITS, PQ_MAX_PEAK_NITS) / SDR_WHITE_NITS
 
 
-def to_sdr(stream: Any, source: VideoColour) -> Any:
+def to_sdr(stream: Any, source: VideoColour, size: tuple[int, int] | None = None) -> Any:
     """Tone-map an HDR ffmpeg-python video node to BT.709 8-bit 4:2:0 (limited range); SDR
-    sources pass through untouched."""
+    sources pass through untouched.
+
+    ``size`` (``scale``-style width and height, -2 keeping the aspect ratio) resizes in the same
+    first step, so a 4K source is tone-mapped at the size of its largest rendition, not at 4K.
+    """
     if not source.hdr:
         return stream
+    resize = {"w": size[0], "h": size[1]} if size else {}
     return (
         stream.filter("zscale", tin=source.transfer, pin=source.primaries or "bt2020",
                       min=_ZSCALE_MATRIX.get(source.matrix or "", "2020_ncl"),
                       rin="full" if source.range == "pc" else "limited",
-                      t="linear", npl=SDR_WHITE_NITS)
+                      t="linear", npl=SDR_WHITE_NITS, **resize)
         .filter("format", "gbrpf32le")
         .filter("zscale", p="bt709")
         .filter("tonemap", tonemap="hable", desat=0, peak=tonemap_peak(source))

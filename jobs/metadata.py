@@ -86,7 +86,7 @@ def image_fields(path: Path, limits: MediaLimits, sniffed: probe.Sniffed) -> dic
             "orientation": orientation,
             "has_alpha": has_alpha,
             "frames": frames,
-            "animated": frames > 1,
+            "animated": frames > 1 and im.format != "HEIF",  # HEIF: a burst of stills
             "has_icc_profile": "icc_profile" in im.info,
             "exif": exif_summary(im),
         }

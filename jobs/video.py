@@ -228,7 +228,8 @@ def transcode_graph(
     src = ffmpeg.input_stream(source, info.sniffed.decoder or "")
     source_colour = colour.VideoColour.of(info.video)
     out_colour = colour.sdr_colour(source_colour)
-    decoded = colour.to_sdr(src.video, source_colour)  # HDR: tone-mapped once, before the split
+    # HDR: tone-mapped once, before the split, at the size of the largest rendition.
+    decoded = colour.to_sdr(src.video, source_colour, _scale_args(info, heights[0]))
     video = decoded.filter_multi_output("split", len(heights)) if len(heights) > 1 else None
     sound = None
     if info.audio is not None:

@@ -220,3 +220,13 @@ def test_sdr_rendition_tagged_and_poster_consistent(media: Path, tmp_path: Path,
             got, want = _mean(im.convert("RGB"), x, y), _mean(frame, x, y)
             assert np.abs(got - want).max() <= 3, (patch, got, want)
             assert np.abs(want - patch).max() <= 3  # and both are the source's own colours
+
+
+def test_hlg_ladder_below_source_size(hlg: Path, workdir: Path) -> None:
+    """A ladder below the source's size is tone-mapped at its top size: right sizes, same colours."""
+    result = run_job("transcode", hlg, workdir, {"renditions": [240, 180]})
+    sizes = {o.name: (o.width, o.height) for o in result.outputs}
+    assert sizes == {"video_240p.mp4": (426, 240), "video_180p.mp4": (320, 180)}
+    for out in result.outputs:
+        _check_patches(_decoded_frame(out.path), "arib-std-b67", scale=out.height / SIZE[1],
+                       slack=2)
