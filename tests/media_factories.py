@@ -287,11 +287,13 @@ def patch_frame(size: tuple[int, int], patches: tuple[tuple[int, int, int], ...]
 
 def heic(directory: Path, name: str = "photo.heic", *, size: tuple[int, int] = (480, 320),
          orientation: int | None = None, icc: bytes | None = None, gps: bool = False,
-         quality: int = 95, burst: tuple[tuple[int, int, int], ...] = ()) -> Path:
+         quality: int = 95, burst: tuple[tuple[int, int, int], ...] = (),
+         nclx: tuple[int, int] | None = None) -> Path:
     """A HEIC encoded by pillow-heif (libheif + x265) from :func:`patch_frame` with a marker.
 
     ``orientation`` is given as EXIF (libheif writes it as the HEIF ``irot``/``imir`` transform);
-    ``icc`` embeds a colour profile; ``burst`` adds flat images of these colours after the patch
+    ``icc`` embeds a colour profile; ``nclx`` writes (primaries, transfer) H.273 code points
+    instead (e.g. (12, 13): Display P3); ``burst`` adds flat images of these colours after the patch
     frame, the last one marked primary (as a burst or Live Photo still is).
     """
     import pillow_heif
@@ -309,6 +311,9 @@ def heic(directory: Path, name: str = "photo.heic", *, size: tuple[int, int] = (
     options: dict[str, object] = {"format": "HEIF", "quality": quality, "exif": exif.tobytes()}
     if icc is not None:
         options["icc_profile"] = icc
+    if nclx is not None:
+        options.update(color_primaries=nclx[0], transfer_characteristic=nclx[1],
+                       matrix_coefficients=6, full_range_flag=1)
     if burst:
         options.update(save_all=True, primary_index=len(burst),
                        append_images=[Image.new("RGB", size, c) for c in burst])

@@ -7,6 +7,7 @@ against littleCMS (Pillow's ImageCms) converting the same decoded pixels.
 from __future__ import annotations
 
 import io
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,27 @@ def test_text_starting_with_bm_is_not_a_bitmap(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("BMW service notes: oil changed, tyres rotated, brakes fine.\n")
     assert probe.sniff(path).kind == "document"
+
+
+def test_heic_nclx_display_p3_converted_like_zimg(tmp_path: Path, workdir: Path) -> None:
+    """A HEIC whose colour is nclx Display P3 (no ICC) matches zimg's P3-to-sRGB conversion
+    (ffmpeg's zscale) of the same decoded pixels."""
+    src = mf.heic(tmp_path, "p3.heic", nclx=(12, 13))
+    decoded = pillow_heif.open_heif(src)
+    assert "icc_profile" not in decoded.info
+    assert decoded.info["nclx_profile"]["color_primaries"] == 12
+    raw = tmp_path / "raw.png"
+    decoded.to_pillow().save(raw)
+    ref_path = tmp_path / "reference.png"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(raw), "-vf",
+                    "zscale=pin=smpte432:tin=iec61966-2-1:p=bt709:t=iec61966-2-1,format=rgb24",
+                    str(ref_path)], check=True, capture_output=True, timeout=60)
+    result = run_job("thumbnail", src, workdir, {"formats": ["webp"], "widths": [480]})
+    converted_somewhere = False
+    with Image.open(ref_path) as reference, Image.open(result.outputs[0].path) as im, \
+            Image.open(raw) as unconverted:
+        for x, y in mf.patch_centres((480, 320)):
+            want, got = _mean(reference, x, y), _mean(im, x, y)
+            assert np.abs(got - want).max() <= PATCH_TOLERANCE, (x, y, got, want)
+            converted_somewhere |= np.abs(_mean(unconverted, x, y) - want).max() > 10
+    assert converted_somewhere
