@@ -146,6 +146,16 @@ def x265_params(source: VideoColour) -> str:
     return ":".join(params)
 
 
+def frame_colour(source: VideoColour) -> VideoColour:
+    """The colour of decoded frames after :func:`to_sdr`, before any range conversion: what a
+    poster or storyboard is converted to RGB from (the source's own range for SDR, which may be
+    full range, as some phones record; BT.709 limited range after tone-mapping)."""
+    out = sdr_colour(source)
+    if source.hdr or source.range != "pc":
+        return out
+    return VideoColour(out.primaries, out.transfer, out.matrix, "pc")
+
+
 def tonemap_peak(source: VideoColour) -> float:
     """The content peak handed to ``tonemap``, relative to SDR white."""
     if source.hdr == "hlg":
@@ -189,10 +199,11 @@ def encoder_options(out: VideoColour) -> dict[str, Any]:
             "color_range": out.range}
 
 
-def yuv_scale_options(out: VideoColour) -> dict[str, Any]:
-    """``scale`` options for a rendition: full-range sources (JPEG-style, ``pc``) are brought to the
-    limited range every output is tagged with."""
-    return {"out_range": "full" if out.range == "pc" else "limited"}
+def yuv_scale_options(source: VideoColour) -> dict[str, Any]:
+    """``scale`` options for a rendition of ``source``: full-range frames (as some phones and
+    JPEG-style codecs record) are brought to the limited range every rendition is tagged with."""
+    return {"in_range": "full" if frame_colour(source).range == "pc" else "limited",
+            "out_range": "limited"}
 
 
 def rgb_scale_options(out: VideoColour) -> dict[str, Any]:

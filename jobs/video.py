@@ -55,7 +55,7 @@ def _extract_frame(
     stream = (
         colour.to_sdr(stream.video, source_colour)
         .filter("scale", "min(1920,iw)", -2,
-                **colour.rgb_scale_options(colour.sdr_colour(source_colour)))
+                **colour.rgb_scale_options(colour.frame_colour(source_colour)))
         .filter("format", "rgb24")
         .output(str(dest), vframes=1, f="image2", vcodec="png", update=1)
     )
@@ -105,7 +105,7 @@ def storyboard(
     stream = (
         colour.to_sdr(stream.filter("fps", fps=f"1/{interval:.6f}"), source_colour)
         .filter("scale", STORYBOARD_TILE_WIDTH, -2,
-                **colour.jpeg_scale_options(colour.sdr_colour(source_colour)))
+                **colour.jpeg_scale_options(colour.frame_colour(source_colour)))
         .filter("format", "yuvj420p")
         .filter("tile", f"{columns}x{rows}")
         .output(str(sprite), vframes=1, f="image2", vcodec="mjpeg", update=1, **{"q:v": 5})
@@ -245,7 +245,7 @@ def transcode_graph(
     for i, height in enumerate(heights):
         branch = video.stream(i) if video is not None else decoded
         w, h = _scale_args(info, height)
-        branch = branch.filter("scale", w, h, **colour.yuv_scale_options(out_colour))
+        branch = branch.filter("scale", w, h, **colour.yuv_scale_options(source_colour))
         branch = colour.tag(branch.filter("format", "yuv420p"), out_colour)
         path = workdir / f"video_{height}p.mp4"
         rate = _maxrate(height)

@@ -362,19 +362,21 @@ def hdr_video(directory: Path, name: str = "hlg.mp4", *, transfer: str = "arib-s
 
 def sdr_patch_video(directory: Path, name: str = "patches709.mp4", *,
                     size: tuple[int, int] = (640, 360), seconds: float = 1.0,
-                    tagged: bool = True) -> Path:
+                    tagged: bool = True, full_range: bool = False) -> Path:
     """An 8-bit H.264 MP4 of :func:`patch_frame` in BT.709 Y'CbCr, limited range; tagged so, or
-    (``tagged=False``) with no colour tags at all, as many screen recorders and encoders write."""
+    (``tagged=False``) with no colour tags at all, as many screen recorders and encoders write;
+    ``full_range`` encodes and tags full-range Y'CbCr, as some Android phones record."""
     png = directory / f"_{name}.png"
     patch_frame(size).save(png)
     path = directory / name
     _run([
         "ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-loop", "1", "-framerate", "25",
         "-i", str(png), "-t", str(seconds),
-        "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+        "-vf", f"scale=out_color_matrix=bt709:out_range={'pc' if full_range else 'tv'},"
+               f"format={'yuvj420p' if full_range else 'yuv420p'}",
         "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10",
         *(["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
-           "-color_range", "tv"] if tagged else []),
+           "-color_range", "pc" if full_range else "tv"] if tagged else []),
         str(path),
     ])
     png.unlink()

@@ -198,12 +198,15 @@ def test_hlg_storyboard_tonemapped(hlg_thumbs) -> None:
         _check_patches(tile, "arib-std-b67", scale=0.25, slack=4)
 
 
-@pytest.mark.parametrize("tagged", [True, False], ids=["tagged", "untagged"])
-def test_sdr_rendition_tagged_and_poster_consistent(media: Path, tmp_path: Path,
-                                                    tagged: bool) -> None:
-    """A BT.709 clip, tagged or not, gets a rendition tagged BT.709 and a poster with the colours a
-    player shows for it (a BT.601 poster would shift the saturated patches by 5 to 20 levels)."""
-    src = mf.sdr_patch_video(media, f"sdr709_{tagged}.mp4", size=SIZE, tagged=tagged)
+@pytest.mark.parametrize(("tagged", "full_range"), [(True, False), (False, False), (True, True)],
+                         ids=["tagged", "untagged", "full-range"])
+def test_sdr_rendition_tagged_and_poster_consistent(media: Path, tmp_path: Path, tagged: bool,
+                                                    full_range: bool) -> None:
+    """A BT.709 clip, tagged or not, full range or not, gets a limited-range rendition tagged BT.709
+    and a poster with the colours a player shows for it (a BT.601 poster would shift the saturated
+    patches by 5 to 20 levels, a range mix-up every patch)."""
+    src = mf.sdr_patch_video(media, f"sdr709_{tagged}_{full_range}.mp4", size=SIZE, tagged=tagged,
+                             full_range=full_range)
     assert (_probe_colour(src).get("color_space") == "bt709") is tagged
     work_t, work_p = tmp_path / "t", tmp_path / "p"
     work_t.mkdir()
