@@ -33,6 +33,10 @@ ALLOWED_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "AVIF", "TIFF",
 # HEIC/HEIF through pillow-heif (libheif + libde265). Embedded thumbnails, depth maps and auxiliary
 # images are never read: only the primary image is decoded, with its own header checked first.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+#: Largest HEIF file decoded, in bytes. pillow-heif hands libheif the whole file in memory (libheif
+#: is not given a stream), once to read the header and once to decode: a bigger file is refused
+#: instead of being held in memory twice. Phone photos are 1 to 15 MB.
+MAX_HEIF_FILE_BYTES = 100 * 1024**2
 
 #: Codecs ffmpeg may decode. Common camera, screen-recorder and podcast codecs only.
 ALLOWED_VIDEO_CODECS = frozenset(
@@ -383,7 +387,7 @@ def open_image(
     parsed with the format's plugin alone and checked against ``limits`` first. Pillow's bomb
     warning and error, and decoder errors, still become readable ``PermanentJobError``s.
     """
-    check_source(path, limits)
+    size = check_source(path, limits)
     sniffed = sniffed or sniff(path)
     if sniffed.kind != "image":
         raise PermanentJobError(f"the file's content is {sniffed.mime}, not an image")
@@ -391,6 +395,10 @@ def open_image(
     Image.init()  # Pillow registers its format plugins lazily
     if fmt not in ALLOWED_IMAGE_FORMATS or fmt not in Image.OPEN:
         raise PermanentJobError(f"image format {sniffed.mime} is not supported")
+    if fmt == "HEIF" and size > MAX_HEIF_FILE_BYTES:
+        raise PermanentJobError(
+            f"HEIF file is {size} bytes, above the {MAX_HEIF_FILE_BYTES} byte limit for HEIF images"
+        )
     try:
         width, height = _header_size(path, fmt)
     except PermanentJobError:

@@ -155,3 +155,12 @@ def test_heic_nclx_display_p3_converted_like_zimg(tmp_path: Path, workdir: Path)
             assert np.abs(got - want).max() <= PATCH_TOLERANCE, (x, y, got, want)
             converted_somewhere |= np.abs(_mean(unconverted, x, y) - want).max() > 10
     assert converted_somewhere
+
+
+def test_oversized_heif_file_refused(tmp_path: Path, workdir: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A HEIF file above the HEIF byte limit (held whole in memory by libheif) fails readably."""
+    src = mf.heic(tmp_path, "big.heic", size=(256, 256))
+    monkeypatch.setattr(probe, "MAX_HEIF_FILE_BYTES", src.stat().st_size - 1)
+    with pytest.raises(PermanentJobError, match=r"above the \d+ byte limit for HEIF images"):
+        run_job("thumbnail", src, workdir, {})
