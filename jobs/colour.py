@@ -177,9 +177,8 @@ def to_sdr(stream: Any, source: VideoColour, size: tuple[int, int] | None = None
         stream.filter("zscale", tin=source.transfer, pin=source.primaries or "bt2020",
                       min=_ZSCALE_MATRIX.get(source.matrix or "", "2020_ncl"),
                       rin="full" if source.range == "pc" else "limited",
-                      t="linear", npl=SDR_WHITE_NITS, **resize)
-        .filter("format", "gbrpf32le")
-        .filter("zscale", p="bt709")
+                      t="linear", npl=SDR_WHITE_NITS, p="bt709", **resize)
+        .filter("format", "gbrpf32le")  # linear BT.709 light in float: what tonemap works on
         .filter("tonemap", tonemap="hable", desat=0, peak=tonemap_peak(source))
         .filter("zscale", t="bt709", m="bt709", r="limited")
         .filter("format", "yuv420p")
