@@ -233,3 +233,22 @@ def test_hlg_ladder_below_source_size(hlg: Path, workdir: Path) -> None:
     for out in result.outputs:
         _check_patches(_decoded_frame(out.path), "arib-std-b67", scale=out.height / SIZE[1],
                        slack=2)
+
+
+def test_pq_kept_with_hdr10_signalling(pq: Path, workdir: Path) -> None:
+    """``{"hdr": "keep"}`` on a PQ source gives 10-bit HEVC tagged BT.2020 PQ next to the SDR one."""
+    result = run_job("transcode", pq, workdir, {"renditions": [360], "hdr": "keep"})
+    assert [o.name for o in result.outputs] == ["video_360p.mp4", "video_360p_hdr.mp4"]
+    tags = _probe_colour(result.outputs[1].path)
+    assert (tags["codec_name"], tags["pix_fmt"], tags["color_primaries"], tags["color_transfer"],
+            tags["color_space"], tags["color_range"]) == (
+        "hevc", "yuv420p10le", "bt2020", "smpte2084", "bt2020nc", "tv")
+    assert result.data["hdr_rendition"] is True and result.data["source_colour"]["hdr"] == "pq"
+
+
+def test_keep_on_sdr_source_adds_nothing(media: Path, workdir: Path) -> None:
+    """``{"hdr": "keep"}`` on an SDR source adds no HDR rendition."""
+    src = mf.sdr_patch_video(media, "sdr_keep.mp4", size=SIZE)
+    result = run_job("transcode", src, workdir, {"renditions": [360], "hdr": "keep"})
+    assert [o.name for o in result.outputs] == ["video_360p.mp4"]
+    assert result.data["hdr_rendition"] is False and result.data["tone_mapped"] is False
