@@ -227,7 +227,8 @@ _PRIMARIES: dict[int, tuple[tuple[float, float], ...]] = {
     9: ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046), (0.3127, 0.3290)),   # BT.2020
     12: ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060), (0.3127, 0.3290)),  # Display P3 (D65)
 }
-#: H.273 transfer code points of SDR curves decoded here; HDR (16 PQ, 18 HLG) and others are not.
+#: H.273 transfer code points of the SDR curves decoded here; 16 (PQ) and 18 (HLG) are tone-mapped
+#: like video (:func:`_hdr_to_linear`); others are left as they are.
 _SRGB_LIKE = {13}
 _BT709_LIKE = {1, 6, 14, 15}
 _GAMMA = {4: 2.2, 5: 2.8, 8: 1.0}
@@ -250,6 +251,38 @@ def _decode_transfer(code: int, v: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def _hable(x: np.ndarray | float) -> np.ndarray | float:
+    """John Hable's filmic curve with the constants ffmpeg's ``tonemap=hable`` uses."""
+    a, b, c, d, e, f = 0.15, 0.50, 0.10, 0.20, 0.02, 0.30
+    return (x * (x * a + b * c) + d * e) / (x * (x * a + b) + d * f) - e / f
+
+
+def _hdr_to_linear(code: int, v: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """PQ or HLG signal to tone-mapped linear light (1.0 = SDR white), before the primaries change:
+    the same steps as the video path (zimg's linearisation, then ``tonemap=hable`` on the largest
+    component with the peak of :func:`tonemap_peak`)."""
+    if code == 16:  # SMPTE ST 2084 EOTF, in cd/m²
+        m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+        c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+        p = v ** (1 / m2)
+        nits = 10000.0 * (np.maximum(p - c1, 0) / (c2 - c3 * p)) ** (1 / m1)
+        peak = PQ_DEFAULT_PEAK_NITS / SDR_WHITE_NITS
+    elif code == 18:  # BT.2100 HLG inverse OETF, then the 1000 cd/m² display's gamma 1.2
+        a = 0.17883277
+        b, c = 1 - 4 * a, 0.5 - a * np.log(4 * a)
+        scene = np.where(v <= 0.5, v * v / 3, (np.exp((v - c) / a) + b) / 12)
+        nits = HLG_PEAK_NITS * scene**1.2
+        peak = HLG_PEAK_NITS / SDR_WHITE_NITS
+    else:
+        return None
+    return nits / SDR_WHITE_NITS, peak
+
+
+def _tonemap(linear: np.ndarray, peak: float) -> np.ndarray:
+    sig = np.maximum(linear.max(axis=-1, keepdims=True), 1e-6)
+    return linear * (_hable(sig) / _hable(peak)) / sig
+
+
 def _srgb_encode(linear: np.ndarray) -> np.ndarray:
     linear = np.clip(linear, 0.0, 1.0)
     return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
@@ -258,9 +291,9 @@ def _srgb_encode(linear: np.ndarray) -> np.ndarray:
 def nclx_to_srgb(im: Image.Image, nclx: dict[str, Any]) -> tuple[Image.Image, bool]:
     """Convert RGB(A) pixels described by an ``nclx`` box to sRGB; ``(image, converted)``.
 
-    Already-sRGB descriptions (BT.709 or unspecified primaries with an SDR curve) and descriptions
-    not handled here (HDR transfers, unknown primaries) are returned unchanged, with ``False`` for
-    the latter so callers can say so.
+    PQ and HLG pictures are tone-mapped as video is. Already-sRGB descriptions (BT.709 or
+    unspecified primaries with the sRGB curve) and descriptions not handled here (unknown primaries
+    or transfers) are returned unchanged, with ``False`` for the latter so callers can say so.
     """
     primaries = int(nclx.get("color_primaries", 2))
     transfer = int(nclx.get("transfer_characteristics", 2))
@@ -269,12 +302,16 @@ def nclx_to_srgb(im: Image.Image, nclx: dict[str, Any]) -> tuple[Image.Image, bo
     if (primaries not in _PRIMARIES and primaries != 2) or im.mode not in ("RGB", "RGBA"):
         return im, False
     rgb = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
-    linear = _decode_transfer(transfer, rgb)
+    hdr = _hdr_to_linear(transfer, rgb)
+    linear = hdr[0] if hdr is not None else _decode_transfer(transfer, rgb)
     if linear is None:
         return im, False
     source = _PRIMARIES.get(primaries, _PRIMARIES[1])
     matrix = np.linalg.solve(_rgb_to_xyz(_PRIMARIES[1]), _rgb_to_xyz(source))
-    out = _srgb_encode(linear @ matrix.T)
+    linear = linear @ matrix.T
+    if hdr is not None:
+        linear = _tonemap(linear, hdr[1])
+    out = _srgb_encode(linear)
     converted = Image.fromarray(np.round(out * 255.0).astype(np.uint8), "RGB")
     if im.mode == "RGBA":
         converted.putalpha(im.getchannel("A"))

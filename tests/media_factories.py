@@ -288,7 +288,8 @@ def patch_frame(size: tuple[int, int], patches: tuple[tuple[int, int, int], ...]
 def heic(directory: Path, name: str = "photo.heic", *, size: tuple[int, int] = (480, 320),
          orientation: int | None = None, icc: bytes | None = None, gps: bool = False,
          quality: int = 95, burst: tuple[tuple[int, int, int], ...] = (),
-         nclx: tuple[int, int] | None = None) -> Path:
+         nclx: tuple[int, int] | None = None,
+         patches: tuple[tuple[int, int, int], ...] = PATCHES) -> Path:
     """A HEIC encoded by pillow-heif (libheif + x265) from :func:`patch_frame` with a marker.
 
     ``orientation`` is given as EXIF (libheif writes it as the HEIF ``irot``/``imir`` transform);
@@ -298,7 +299,7 @@ def heic(directory: Path, name: str = "photo.heic", *, size: tuple[int, int] = (
     """
     import pillow_heif
 
-    im = patch_frame(size, marker=True)
+    im = patch_frame(size, patches, marker=True)
     exif = Image.Exif()
     exif[0x010F] = "TestPhone"
     if orientation is not None:
@@ -312,7 +313,7 @@ def heic(directory: Path, name: str = "photo.heic", *, size: tuple[int, int] = (
     if icc is not None:
         options["icc_profile"] = icc
     if nclx is not None:
-        options.update(color_primaries=nclx[0], transfer_characteristic=nclx[1],
+        options.update(color_primaries=nclx[0], transfer_characteristics=nclx[1],
                        matrix_coefficients=6, full_range_flag=1)
     if burst:
         options.update(save_all=True, primary_index=len(burst),

@@ -133,19 +133,35 @@ def test_text_starting_with_bm_is_not_a_bitmap(tmp_path: Path) -> None:
     assert probe.sniff(path).kind == "document"
 
 
-def test_heic_nclx_display_p3_converted_like_zimg(tmp_path: Path, workdir: Path) -> None:
-    """A HEIC whose colour is nclx Display P3 (no ICC) matches zimg's P3-to-sRGB conversion
-    (ffmpeg's zscale) of the same decoded pixels."""
-    src = mf.heic(tmp_path, "p3.heic", nclx=(12, 13))
+#: PQ signal values of greys and colours from about 5 to 400 cd/m² (HDR stills are mostly mid-tones).
+PQ_PATCHES = ((64, 64, 64), (102, 102, 102), (128, 128, 128), (166, 166, 166),
+              (150, 110, 100), (110, 140, 110), (105, 110, 150), (140, 135, 105))
+#: zscale/tonemap chains converting the same decoded pixels, per (primaries, transfer) code points.
+_ZIMG_REFERENCE = {
+    (12, 13): "zscale=pin=smpte432:tin=iec61966-2-1:p=bt709:t=iec61966-2-1,format=rgb24",
+    (9, 16): "zscale=pin=bt2020:tin=smpte2084:t=linear:npl=100:p=bt709,format=gbrpf32le,"
+             "tonemap=tonemap=hable:desat=0:peak=10,zscale=t=iec61966-2-1,format=rgb24",
+    (9, 18): "zscale=pin=bt2020:tin=arib-std-b67:t=linear:npl=100:p=bt709,format=gbrpf32le,"
+             "tonemap=tonemap=hable:desat=0:peak=10,zscale=t=iec61966-2-1,format=rgb24",
+}
+
+
+@pytest.mark.parametrize("nclx", [(12, 13), (9, 16), (9, 18)],
+                         ids=["display-p3", "bt2020-pq", "bt2020-hlg"])
+def test_heic_nclx_converted_like_zimg(tmp_path: Path, workdir: Path, nclx: tuple[int, int]) -> None:
+    """A HEIC whose colour is given as nclx code points (no ICC): Display P3, or HDR (PQ, HLG)
+    tone-mapped, matches zimg and ffmpeg's tonemap (``zscale``) converting the same decoded pixels."""
+    src = mf.heic(tmp_path, "nclx.heic", nclx=nclx,
+                  patches=PQ_PATCHES if nclx[1] == 16 else mf.PATCHES)
     decoded = pillow_heif.open_heif(src)
     assert "icc_profile" not in decoded.info
-    assert decoded.info["nclx_profile"]["color_primaries"] == 12
+    assert decoded.info["nclx_profile"]["color_primaries"] == nclx[0]
     raw = tmp_path / "raw.png"
     decoded.to_pillow().save(raw)
     ref_path = tmp_path / "reference.png"
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(raw), "-vf",
-                    "zscale=pin=smpte432:tin=iec61966-2-1:p=bt709:t=iec61966-2-1,format=rgb24",
-                    str(ref_path)], check=True, capture_output=True, timeout=60)
+                    _ZIMG_REFERENCE[nclx], str(ref_path)], check=True, capture_output=True,
+                   timeout=60)
     result = run_job("thumbnail", src, workdir, {"formats": ["webp"], "widths": [480]})
     converted_somewhere = False
     with Image.open(ref_path) as reference, Image.open(result.outputs[0].path) as im, \
