@@ -17,7 +17,7 @@ from typing import Any
 import blurhash
 from PIL import Image, ImageCms, ImageOps, ImageStat
 
-from jobs import animation, probe
+from jobs import animation, colour, probe
 from jobs.errors import PermanentJobError
 from jobs.limits import MediaLimits
 from jobs.result import JobResult, OutputFile, Progress
@@ -131,18 +131,21 @@ def load_upright(im: Image.Image, max_width: int | None, frame: int = 0) -> Imag
         w, h = im.size
         im.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
     with probe.decoding("image"):
-        if getattr(im, "is_animated", False):
-            im.seek(frame)
+        if getattr(im, "is_animated", False) and im.format != "HEIF":
+            im.seek(frame)  # a HEIF file opens on its primary image (burst, Live Photo): stay there
         im.load()
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (
             im.mode == "P" and "transparency" in im.info
         )
         icc = im.info.get("icc_profile")
+        nclx = im.info.get("nclx_profile")
         upright = ImageOps.exif_transpose(im) or im
         upright = upright.convert("RGBA" if has_alpha else "RGB")
         if icc:
             upright.info["icc_profile"] = icc
-        upright = _to_srgb(upright)
+            upright = _to_srgb(upright)
+        elif isinstance(nclx, dict):  # HEIF colour as H.273 code points instead of a profile
+            upright, _converted = colour.nclx_to_srgb(upright, nclx)
     upright.info = {}
     return upright
 

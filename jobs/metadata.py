@@ -86,7 +86,7 @@ def image_fields(path: Path, limits: MediaLimits, sniffed: probe.Sniffed) -> dic
             "orientation": orientation,
             "has_alpha": has_alpha,
             "frames": frames,
-            "animated": frames > 1,
+            "animated": frames > 1 and im.format != "HEIF",  # HEIF: a burst of stills
             "has_icc_profile": "icc_profile" in im.info,
             "exif": exif_summary(im),
         }
@@ -129,7 +129,7 @@ def run(
         sniffed = info.sniffed  # an MP4 with sound only is audio
         data.update(media_fields(info))
     elif sniffed.kind == "image":
-        data["decodable"] = False  # a format we do not decode (HEIC): name and hash only
+        data["decodable"] = False  # an image format we do not decode: name and hash only
     data = {"mime_type": sniffed.mime, "kind": sniffed.kind, **data}
     progress(1.0)
     return JobResult(data=data)

@@ -78,6 +78,9 @@ PARAMS: dict[str, dict[str, Field]] = {
         "hls": Field("boolean"),
         # HLS: also write master_with_transcript.m3u8 (default: when there is a soundtrack).
         "subtitles": Field("boolean"),
+        # HDR sources: "tonemap" (SDR renditions only, the default) or "keep" (also a 10-bit HDR one);
+        # the same values as jobs.colour.HDR_MODES.
+        "hdr": Field("string", choices=("tonemap", "keep")),
     },
     "transcript": {
         "language": Field("string", MIN_LANGUAGE_CODE_LENGTH, MAX_LANGUAGE_CODE_LENGTH,

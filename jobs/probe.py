@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pillow_heif
 from PIL import Image
 
-from jobs import ffmpeg
+from jobs import colour, ffmpeg
 from jobs.errors import PermanentJobError, TransientJobError
 from jobs.limits import MediaLimits
 
@@ -27,7 +28,15 @@ SNIFF_BYTES = 4096
 
 #: Image formats Pillow may decode. Everything else Pillow knows (PSD, EPS through Ghostscript,
 #: ICNS, FITS, ...) is refused: fewer decoders, fewer bugs an upload can reach.
-ALLOWED_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "AVIF", "TIFF"})
+ALLOWED_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "AVIF", "TIFF", "HEIF", "BMP"})
+
+# HEIC/HEIF through pillow-heif (libheif + libde265). Embedded thumbnails, depth maps and auxiliary
+# images are never read: only the primary image is decoded, with its own header checked first.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+#: Largest HEIF file decoded, in bytes. pillow-heif hands libheif the whole file in memory (libheif
+#: is not given a stream), once to read the header and once to decode: a bigger file is refused
+#: instead of being held in memory twice. Phone photos are 1 to 15 MB.
+MAX_HEIF_FILE_BYTES = 100 * 1024**2
 
 #: Codecs ffmpeg may decode. Common camera, screen-recorder and podcast codecs only.
 ALLOWED_VIDEO_CODECS = frozenset(
@@ -80,7 +89,7 @@ def _riff(head: bytes) -> Sniffed | None:
 
 #: ISO base media ``ftyp`` major brands: images first, then audio; any other brand is video.
 _FTYP_IMAGE = {b"avif": ("image/avif", "AVIF"), b"avis": ("image/avif", "AVIF")}
-_FTYP_HEIF = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
+_FTYP_HEIF = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 _FTYP_AUDIO = {b"M4A ", b"M4B ", b"M4P "}
 
 
@@ -89,13 +98,31 @@ def _ftyp(head: bytes) -> Sniffed:
     if brand in _FTYP_IMAGE:
         mime, fmt = _FTYP_IMAGE[brand]
         return Sniffed(mime, "image", fmt)
+    box_size = int.from_bytes(head[0:4], "big")
+    compatible = head[16:max(16, min(box_size, 256))]
+    if brand in (b"mif1", b"msf1") and any(
+        compatible[i:i + 4] in _FTYP_IMAGE for i in range(0, len(compatible) - 3, 4)
+    ):
+        return Sniffed("image/avif", "image", "AVIF")  # a generic HEIF brand around AV1 pictures
     if brand in _FTYP_HEIF:
-        return Sniffed("image/heic", "image", None)  # no HEIC decoder here: refused
+        mime = "image/heif" if brand in (b"mif1", b"msf1") else "image/heic"
+        return Sniffed(mime, "image", "HEIF")
     if brand in _FTYP_AUDIO:
         return Sniffed("audio/mp4", "audio", "mov")
     if brand == b"qt  ":
         return Sniffed("video/quicktime", "video", "mov")
     return Sniffed("video/mp4", "video", "mov")
+
+
+#: Sizes of the BMP info headers in use (OS/2 core 12, Windows 40 to 124): with the ``BM`` magic they
+#: tell a bitmap from a text file that happens to start with "BM".
+_BMP_INFO_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
+
+
+def _bmp(head: bytes) -> Sniffed | None:
+    if len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_INFO_HEADER_SIZES:
+        return Sniffed("image/bmp", "image", "BMP")
+    return None
 
 
 def _mpeg_audio(head: bytes) -> Sniffed | None:
@@ -130,6 +157,8 @@ def sniff_bytes(head: bytes) -> Sniffed:
         return Sniffed("image/gif", "image", "GIF")
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return Sniffed("image/tiff", "image", "TIFF")
+    if head[:2] == b"BM" and (found := _bmp(head)):
+        return found
     if head[:4] == b"RIFF" and (found := _riff(head)):
         return found
     if head[4:8] == b"ftyp":
@@ -279,6 +308,7 @@ def probe_media(path: Path, limits: MediaLimits, sniffed: Sniffed | None = None)
             or _frame_rate(video.get("r_frame_rate")),
             "pixel_format": video.get("pix_fmt"),
             "bit_rate": _int(video.get("bit_rate")),
+            "colour": colour.from_stream(video).as_dict(),
         }
     audio_info = None
     if audio is not None:
@@ -357,7 +387,7 @@ def open_image(
     parsed with the format's plugin alone and checked against ``limits`` first. Pillow's bomb
     warning and error, and decoder errors, still become readable ``PermanentJobError``s.
     """
-    check_source(path, limits)
+    size = check_source(path, limits)
     sniffed = sniffed or sniff(path)
     if sniffed.kind != "image":
         raise PermanentJobError(f"the file's content is {sniffed.mime}, not an image")
@@ -365,6 +395,10 @@ def open_image(
     Image.init()  # Pillow registers its format plugins lazily
     if fmt not in ALLOWED_IMAGE_FORMATS or fmt not in Image.OPEN:
         raise PermanentJobError(f"image format {sniffed.mime} is not supported")
+    if fmt == "HEIF" and size > MAX_HEIF_FILE_BYTES:
+        raise PermanentJobError(
+            f"HEIF file is {size} bytes, above the {MAX_HEIF_FILE_BYTES} byte limit for HEIF images"
+        )
     try:
         width, height = _header_size(path, fmt)
     except PermanentJobError:

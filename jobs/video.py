@@ -13,7 +13,7 @@ from typing import Any
 import ffmpeg as ffmpeg_python
 from PIL import Image, ImageStat
 
-from jobs import audio, ffmpeg, hls, images, probe
+from jobs import audio, colour, ffmpeg, hls, images, probe
 from jobs.errors import PermanentJobError
 from jobs.limits import MediaLimits
 from jobs.result import JobResult, OutputFile, Progress
@@ -54,8 +54,13 @@ def _extract_frame(
     source: Path, info: probe.MediaInfo, at: float, dest: Path, timer: ffmpeg.Timer
 ) -> None:
     stream = ffmpeg.input_stream(source, info.sniffed.decoder or "", ss=f"{at:.3f}")
-    stream = stream.video.filter("scale", "min(1920,iw)", -2).output(
-        str(dest), vframes=1, f="image2", vcodec="png", update=1
+    source_colour = colour.VideoColour.of(info.video)
+    stream = (
+        colour.to_sdr(stream.video, source_colour)
+        .filter("scale", "min(1920,iw)", -2,
+                **colour.rgb_scale_options(colour.frame_colour(source_colour)))
+        .filter("format", "rgb24")
+        .output(str(dest), vframes=1, f="image2", vcodec="png", update=1)
     )
     ffmpeg.run_ffmpeg(stream, timeout=min(timer.remaining(), 120), what="frame extraction")
     if not dest.exists():
@@ -99,9 +104,12 @@ def storyboard(
     if info.duration > 120:
         input_opts["skip_frame"] = "nokey"  # long video: decode keyframes only
     stream = ffmpeg.input_stream(source, info.sniffed.decoder or "", **input_opts).video
+    source_colour = colour.VideoColour.of(info.video)
     stream = (
-        stream.filter("fps", fps=f"1/{interval:.6f}")
-        .filter("scale", STORYBOARD_TILE_WIDTH, -2)
+        colour.to_sdr(stream.filter("fps", fps=f"1/{interval:.6f}"), source_colour)
+        .filter("scale", STORYBOARD_TILE_WIDTH, -2,
+                **colour.jpeg_scale_options(colour.frame_colour(source_colour)))
+        .filter("format", "yuvj420p")
         .filter("tile", f"{columns}x{rows}")
         .output(str(sprite), vframes=1, f="image2", vcodec="mjpeg", update=1, **{"q:v": 5})
     )
@@ -221,7 +229,11 @@ def transcode_graph(
     """One ffmpeg graph: decode once, split, scale and encode every rendition; the soundtrack is
     normalised once (``loudnorm``: the second-pass arguments) and shared by every rendition."""
     src = ffmpeg.input_stream(source, info.sniffed.decoder or "")
-    video = src.video.filter_multi_output("split", len(heights)) if len(heights) > 1 else None
+    source_colour = colour.VideoColour.of(info.video)
+    out_colour = colour.sdr_colour(source_colour)
+    # HDR: tone-mapped once, before the split, at the size of the largest rendition.
+    decoded = colour.to_sdr(src.video, source_colour, _scale_args(info, heights[0]))
+    video = decoded.filter_multi_output("split", len(heights)) if len(heights) > 1 else None
     sound = None
     if info.audio is not None:
         sound = src.audio
@@ -234,9 +246,10 @@ def transcode_graph(
     fps = info.video["frame_rate"] if info.video else None
     gop = max(1, round((fps or 30) * 2))
     for i, height in enumerate(heights):
-        branch = video.stream(i) if video is not None else src.video
+        branch = video.stream(i) if video is not None else decoded
         w, h = _scale_args(info, height)
-        branch = branch.filter("scale", w, h).filter("format", "yuv420p")
+        branch = branch.filter("scale", w, h, **colour.yuv_scale_options(source_colour))
+        branch = colour.tag(branch.filter("format", "yuv420p"), out_colour)
         path = workdir / f"video_{height}p.mp4"
         rate = _maxrate(height)
         opts: dict[str, Any] = {
@@ -244,7 +257,7 @@ def transcode_graph(
             "maxrate": f"{rate}k", "bufsize": f"{rate * 2}k", "g": gop,
             "force_key_frames": f"expr:gte(t,n_forced*{HLS_SEGMENT_SECONDS})",
             "movflags": "+faststart", "fs": limits.max_output_bytes, "map_metadata": -1,
-            "f": "mp4",
+            "f": "mp4", **colour.encoder_options(out_colour),
         }
         streams = [branch]
         if sound is not None:
@@ -349,6 +362,8 @@ def run_transcode(
     normalise = params.get("normalize_audio", True)
     if not isinstance(normalise, bool):
         raise PermanentJobError("normalize_audio must be true or false")
+    hdr_mode = colour.parse_hdr_mode(params)
+    source_colour = colour.VideoColour.of(info.video)
     timer = ffmpeg.Timer(limits.max_process_seconds)
     loudness: dict[str, Any] = {"audio_normalised": False}
     loudnorm = None
@@ -385,6 +400,9 @@ def run_transcode(
                                   width=width, height=real_height, extra={"rendition": height}))
     if want_hls:
         outputs += _hls(list(outputs), info, workdir, timer, subtitles)
+    keep_hdr = hdr_mode == "keep" and source_colour.hdr is not None
+    if keep_hdr:
+        outputs.append(hdr_rendition(source, info, workdir, heights[0], preset, limits, timer))
     progress(1.0)
     return JobResult(
         outputs=tuple(outputs),
@@ -393,6 +411,42 @@ def run_transcode(
             "renditions": [f"{h}p" for h in heights],
             "hls": want_hls,
             "duration": info.duration,
+            "source_colour": source_colour.as_dict(),
+            "colour": colour.sdr_colour(source_colour).as_dict(),
+            "tone_mapped": source_colour.hdr is not None,
+            "hdr_rendition": keep_hdr,
             **loudness,
         },
     )
+
+
+def hdr_rendition(
+    source: Path, info: probe.MediaInfo, workdir: Path, height: int, preset: str,
+    limits: MediaLimits, timer: ffmpeg.Timer,
+) -> OutputFile:
+    """``video_{height}p_hdr.mp4``: 10-bit HEVC (``hvc1``, Main 10) keeping the source's HDR colour,
+    for players and screens that show HDR (asked for with ``{"hdr": "keep"}``)."""
+    assert info.video is not None
+    hdr = colour.VideoColour.of(info.video)
+    src = ffmpeg.input_stream(source, info.sniffed.decoder or "")
+    w, h = _scale_args(info, height)
+    video = colour.tag(src.video.filter("scale", w, h).filter("format", "yuv420p10le"),
+                       colour.hdr_colour(hdr))
+    path = workdir / f"video_{height}p_hdr.mp4"
+    fps = info.video["frame_rate"] or 30
+    streams = [video]
+    opts: dict[str, Any] = {
+        "vcodec": "libx265", "preset": preset, "crf": 24, "tag:v": "hvc1", "g": round(fps * 2),
+        "x265-params": colour.x265_params(hdr), "movflags": "+faststart",
+        "fs": limits.max_output_bytes, "map_metadata": -1, "f": "mp4",
+        **colour.encoder_options(colour.hdr_colour(hdr)),
+    }
+    if info.audio is not None:
+        streams.append(src.audio)
+        opts.update({"acodec": "aac", "audio_bitrate": AUDIO_BITRATE, "ac": 2})
+    ffmpeg.run_ffmpeg(ffmpeg_python.output(*streams, str(path), **opts),
+                      timeout=timer.remaining(), duration=info.duration, what="HDR rendition")
+    size = ffmpeg.check_output_size(path, limits.max_output_bytes)
+    width, real_height = _stream_size(path, timeout=min(60, timer.remaining()))
+    return OutputFile(path.name, path, "mp4", "video/mp4", size, width=width, height=real_height,
+                      extra={"rendition": height, "hdr": hdr.hdr})

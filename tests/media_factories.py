@@ -335,3 +335,134 @@ def complexity_change_video(
         "-c:a", "aac", "-b:a", "96k", "-shortest", str(path),
     ])
     return path
+
+
+# --------------------------------------------------------------------------- phone formats
+
+#: A wide-gamut ICC profile from Debian's colord-data (installed by scripts/bootstrap for tests).
+PROPHOTO_ICC = Path("/usr/share/color/icc/colord/ProPhotoRGB.icc")
+
+#: Colour patches (R, G, B in 0-255, in the file's own colour space) laid out 4 by 2 on a frame.
+PATCHES: tuple[tuple[int, int, int], ...] = (
+    (64, 64, 64), (128, 128, 128), (191, 191, 191), (230, 230, 230),
+    (179, 89, 77), (89, 153, 89), (89, 102, 166), (166, 153, 89),
+)
+
+
+def patch_centres(size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Centre (x, y) of each of ``PATCHES`` on a frame of ``size`` laid out by :func:`patch_frame`."""
+    w, h = size
+    return [((i % 4) * (w // 4) + w // 8, (i // 4) * (h // 2) + h // 4) for i in range(len(PATCHES))]
+
+
+def patch_frame(size: tuple[int, int], patches: tuple[tuple[int, int, int], ...] = PATCHES,
+                marker: bool = False) -> Image.Image:
+    """An RGB frame of flat patches, 4 by 2; ``marker`` adds a white square in the top-left corner."""
+    w, h = size
+    im = Image.new("RGB", size)
+    draw = ImageDraw.Draw(im)
+    for i, fill in enumerate(patches):
+        x, y = (i % 4) * (w // 4), (i // 4) * (h // 2)
+        draw.rectangle([x, y, x + w // 4 - 1, y + h // 2 - 1], fill=fill)
+    if marker:
+        draw.rectangle([0, 0, w // 16, h // 16], fill=(255, 255, 255))
+    return im
+
+
+def heic(directory: Path, name: str = "photo.heic", *, size: tuple[int, int] = (480, 320),
+         orientation: int | None = None, icc: bytes | None = None, gps: bool = False,
+         quality: int = 95, burst: tuple[tuple[int, int, int], ...] = (),
+         nclx: tuple[int, int] | None = None,
+         patches: tuple[tuple[int, int, int], ...] = PATCHES) -> Path:
+    """A HEIC encoded by pillow-heif (libheif + x265) from :func:`patch_frame` with a marker.
+
+    ``orientation`` is given as EXIF (libheif writes it as the HEIF ``irot``/``imir`` transform);
+    ``icc`` embeds a colour profile; ``nclx`` writes (primaries, transfer) H.273 code points
+    instead (e.g. (12, 13): Display P3); ``burst`` adds flat images of these colours after the patch
+    frame, the last one marked primary (as a burst or Live Photo still is).
+    """
+    import pillow_heif
+
+    im = patch_frame(size, patches, marker=True)
+    exif = Image.Exif()
+    exif[0x010F] = "TestPhone"
+    if orientation is not None:
+        exif[0x0112] = orientation
+    if gps:
+        gps_ifd = exif.get_ifd(0x8825)
+        gps_ifd[1], gps_ifd[2] = "N", (48.0, 51.0, 29.0)
+    # Through Pillow's save, as apps do: libheif stores the EXIF orientation as the HEIF rotation.
+    pillow_heif.register_heif_opener()  # no options given: the worker's options stay as they are
+    options: dict[str, object] = {"format": "HEIF", "quality": quality, "exif": exif.tobytes()}
+    if icc is not None:
+        options["icc_profile"] = icc
+    if nclx is not None:
+        options.update(color_primaries=nclx[0], transfer_characteristics=nclx[1],
+                       matrix_coefficients=6, full_range_flag=1)
+    if burst:
+        options.update(save_all=True, primary_index=len(burst),
+                       append_images=[Image.new("RGB", size, c) for c in burst])
+    path = directory / name
+    im.save(path, **options)
+    return path
+
+
+def heic_bomb(directory: Path, name: str = "bomb.heic", side: int = 30000) -> Path:
+    """A 64x64 HEIC whose header (``ispe`` box) declares ``side`` x ``side`` pixels."""
+    small = heic(directory, "_bomb_seed.heic", size=(64, 64), quality=30)
+    data = bytearray(small.read_bytes())
+    at = data.find(b"ispe")
+    assert at > 0 and data.count(b"ispe") == 1
+    data[at + 8: at + 16] = side.to_bytes(4, "big") * 2
+    path = directory / name
+    path.write_bytes(bytes(data))
+    small.unlink()
+    return path
+
+
+def hdr_video(directory: Path, name: str = "hlg.mp4", *, transfer: str = "arib-std-b67",
+              size: tuple[int, int] = (640, 360), seconds: float = 1.0, rate: int = 25,
+              patches: tuple[tuple[int, int, int], ...] = PATCHES, preset: str = "ultrafast") -> Path:
+    """A 10-bit HEVC MP4 as a phone records HDR: BT.2020, ``transfer`` (HLG or PQ), limited range.
+
+    The frame is :func:`patch_frame`: its 8-bit values are the non-linear HDR signal R'G'B'
+    (value / 255), turned into BT.2020 Y'CbCr by ffmpeg and tagged in the stream and container.
+    """
+    png = directory / f"_{name}.png"
+    patch_frame(size, patches).save(png)
+    path = directory / name
+    _run([
+        "ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-loop", "1", "-framerate", str(rate),
+        "-i", str(png), "-t", str(seconds),
+        "-vf", "scale=out_color_matrix=bt2020:out_range=tv,format=yuv420p10le",
+        "-c:v", "libx265", "-preset", preset, "-tag:v", "hvc1",
+        "-x265-params", f"crf=10:colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc"
+                        ":range=limited:log-level=error",
+        "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc",
+        "-color_range", "tv", str(path),
+    ])
+    png.unlink()
+    return path
+
+
+def sdr_patch_video(directory: Path, name: str = "patches709.mp4", *,
+                    size: tuple[int, int] = (640, 360), seconds: float = 1.0,
+                    tagged: bool = True, full_range: bool = False) -> Path:
+    """An 8-bit H.264 MP4 of :func:`patch_frame` in BT.709 Y'CbCr, limited range; tagged so, or
+    (``tagged=False``) with no colour tags at all, as many screen recorders and encoders write;
+    ``full_range`` encodes and tags full-range Y'CbCr, as some Android phones record."""
+    png = directory / f"_{name}.png"
+    patch_frame(size).save(png)
+    path = directory / name
+    _run([
+        "ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-loop", "1", "-framerate", "25",
+        "-i", str(png), "-t", str(seconds),
+        "-vf", f"scale=out_color_matrix=bt709:out_range={'pc' if full_range else 'tv'},"
+               f"format={'yuvj420p' if full_range else 'yuv420p'}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10",
+        *(["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+           "-color_range", "pc" if full_range else "tv"] if tagged else []),
+        str(path),
+    ])
+    png.unlink()
+    return path
