@@ -59,13 +59,13 @@ def test_python_and_sql_api_from_threads_through_a_transaction_pooler(
                 for i in range(CALLS):
                     key = f"py-conn-{n}-{i}"
                     if i % 10 == 9:
-                        jobs = api.enqueue_many(own, asset, ["metadata", "thumbnail"], idempotency_key=key,
-                                                params={"metadata": {"i": i}, "thumbnail": {"i": i}})
+                        jobs = api.enqueue_many(own, asset, ["noop", "thumbnail"], idempotency_key=key,
+                                                params={"noop": {"tag": str(i)}, "thumbnail": {"widths": [16 + i]}})
                         for job_type, job_id in jobs.items():
                             record(f"{key}:{job_type}", job_id)
-                        last = jobs["metadata"]
+                        last = jobs["noop"]
                     else:
-                        last = api.enqueue(own, asset, "metadata", {"i": i}, idempotency_key=key)
+                        last = api.enqueue(own, asset, "noop", {"tag": str(i)}, idempotency_key=key)
                         record(key, last)
                     own.commit()
                     job = api.get_job(own, last)  # reads run through the pooler as well
@@ -79,7 +79,7 @@ def test_python_and_sql_api_from_threads_through_a_transaction_pooler(
         def work() -> None:
             for i in range(CALLS // 5):
                 key = f"py-url-{n}-{i}"
-                record(key, api.enqueue(pooled, asset, "metadata", {"i": i}, idempotency_key=key))
+                record(key, api.enqueue(pooled, asset, "noop", {"tag": str(i)}, idempotency_key=key))
         return work
 
     def sql_psycopg(n: int) -> Callable[[], None]:
@@ -92,13 +92,13 @@ def test_python_and_sql_api_from_threads_through_a_transaction_pooler(
                     key = f"sql-{n}-{i}"
                     if i % 10 == 9:
                         for job_type, job_id in c.execute(
-                                "SELECT * FROM enqueue_asset_jobs(%s, ARRAY['metadata', 'thumbnail'], %s, "
+                                "SELECT * FROM enqueue_asset_jobs(%s, ARRAY['noop', 'thumbnail'], %s, "
                                 "idempotency_key => %s)",
-                                (asset, Jsonb({"metadata": {"i": i}, "thumbnail": {"i": i}}), key)):
+                                (asset, Jsonb({"noop": {"tag": str(i)}, "thumbnail": {"widths": [16 + i]}}), key)):
                             record(f"{key}:{job_type}", job_id)
                     else:
-                        row = c.execute("SELECT enqueue_asset_job(asset_id => %s, job_type => 'metadata', "
-                                        "params => %s, idempotency_key => %s)", (asset, Jsonb({"i": i}), key))
+                        row = c.execute("SELECT enqueue_asset_job(asset_id => %s, job_type => 'noop', "
+                                        "params => %s, idempotency_key => %s)", (asset, Jsonb({"tag": str(i)}), key))
                         record(key, row.fetchone()[0])
         return work
 
@@ -106,8 +106,8 @@ def test_python_and_sql_api_from_threads_through_a_transaction_pooler(
         """psql, one statement (one transaction) per line, as a shell or another language would."""
         asset = f.asset(conn, tenant, user)
         script = "".join(
-            f"SELECT 'psql-{i}', enqueue_asset_job(asset_id => '{asset}', job_type => 'metadata', "
-            f"params => '{{\"i\": {i}}}', idempotency_key => 'psql-{i}');\n" for i in range(CALLS))
+            f"SELECT 'psql-{i}', enqueue_asset_job(asset_id => '{asset}', job_type => 'noop', "
+            f"params => '{{\"tag\": \"{i}\"}}', idempotency_key => 'psql-{i}');\n" for i in range(CALLS))
         out = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-F", " ", "-d", pooled],
                              input=script, capture_output=True, text=True, timeout=120, check=True)
         for line in out.stdout.splitlines():

@@ -37,7 +37,7 @@ def test_api_never_prepares_on_a_connection_passed_to_it(db_url: str, conn: psyc
     asset = f.asset(conn, tenant, user)
     with psycopg.connect(db_url, autocommit=True, row_factory=psycopg.rows.dict_row) as own:
         for i in range(PREPARED_AFTER_RUNS * 2):
-            api.get_job(own, api.enqueue(own, asset, "metadata", {"i": i}))
+            api.get_job(own, api.enqueue(own, asset, "noop", {"tag": str(i)}))
         assert _prepared(own) == 0
     with connect(db_url, autocommit=True) as ours:
         for _ in range(PREPARED_AFTER_RUNS * 2):

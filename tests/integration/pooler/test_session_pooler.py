@@ -36,9 +36,10 @@ def test_migrations_worker_and_scheduler_through_a_session_pooler(
         tenant, user = f.tenant(conn), f.user(conn)
         f.member(conn, tenant, user, "author")
         asset = f.asset(conn, tenant, user)
+        api.set_test_job_types(conn, True)  # noop is test-only; this database was migrated here
         with running("worker", env=env, log=tmp_path / "worker.log") as worker, \
                 running("scheduler", env=env, log=tmp_path / "scheduler.log") as scheduler:
-            jobs: list[uuid.UUID] = [api.enqueue(pooled, asset, "noop", {"n": i}) for i in range(20)]
+            jobs: list[uuid.UUID] = [api.enqueue(pooled, asset, "noop", {"tag": str(i)}) for i in range(20)]
 
             def done() -> bool:
                 assert worker.poll() is None, (tmp_path / "worker.log").read_text()

@@ -90,7 +90,7 @@ def test_worker_and_scheduler_with_a_session_url(db_url: str, conn: psycopg.Conn
                   CONTENTFORGE_SCHEDULE_PUBLISH="every 1s")
     with running("worker", env=env, log=tmp_path / "worker.log") as worker, \
             running("scheduler", env=env, log=tmp_path / "scheduler.log") as scheduler:
-        jobs: list[uuid.UUID] = [api.enqueue(pooled, asset, "noop", {"n": i}) for i in range(40)]
+        jobs: list[uuid.UUID] = [api.enqueue(pooled, asset, "noop", {"tag": str(i)}) for i in range(40)]
 
         def done() -> bool:
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
@@ -113,8 +113,8 @@ def test_worker_and_scheduler_with_a_session_url(db_url: str, conn: psycopg.Conn
 
 @pytest.mark.parametrize("command", ["worker", "scheduler"])
 def test_check_waits_for_an_unreachable_database(command: str, redis_url: str, run_id: str, tmp_path: Path) -> None:
-    """`worker` and `scheduler` started while PostgreSQL is down keep retrying the check instead of
-    exiting, and stop cleanly on SIGTERM (as they ride out outages once running)."""
+    """`worker` (for STARTUP_WAIT_SECONDS, then exit 3) and `scheduler` started while PostgreSQL is
+    down keep retrying instead of exiting at once, and stop cleanly on SIGTERM meanwhile."""
     import socket
 
     with socket.socket() as sock:  # a loopback port nothing listens on
@@ -125,7 +125,9 @@ def test_check_waits_for_an_unreachable_database(command: str, redis_url: str, r
                   CONTENTFORGE_DATA_DIR=str(tmp_path), CONTENTFORGE_WORKER_PROCESSES="1")
     log = tmp_path / f"{command}.log"
     with running(command, env=env, log=log) as proc:
-        wait_for(lambda: "check for a transaction pooler; retrying" in log.read_text(), 60, "the retry warning")
+        warning = {"worker": "waiting for services before starting",
+                   "scheduler": "check for a transaction pooler; retrying"}[command]
+        wait_for(lambda: warning in log.read_text(), 60, "the retry warning")
         assert proc.poll() is None, log.read_text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()

@@ -123,7 +123,7 @@ def test_bmp_gets_variants(tmp_path: Path, workdir: Path) -> None:
     src = mf.image(tmp_path, "scan.bmp", size=(400, 300), fmt="BMP")
     assert probe.sniff(src).mime == "image/bmp"
     result = run_job("thumbnail", src, workdir, {"formats": ["webp"]})
-    assert {o.name for o in result.outputs} == {"thumb_320.webp", "thumb_160.webp"}
+    assert {o.name for o in result.outputs} == {"thumb_400.webp", "thumb_320.webp", "thumb_160.webp"}
 
 
 def test_text_starting_with_bm_is_not_a_bitmap(tmp_path: Path) -> None:
