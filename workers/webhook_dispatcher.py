@@ -1,0 +1,177 @@
+"""The webhook dispatcher: claim due deliveries, POST them signed, record each attempt.
+
+Any number of dispatchers may run (`contentforge webhooks dispatch`, one per host or more): each
+claims a batch with ``FOR UPDATE SKIP LOCKED`` (``claim_webhook_deliveries``), so two never post the
+same attempt. A claim is a lease: a dispatcher that dies mid-batch leaves its deliveries
+``delivering`` until :data:`DELIVERY_LEASE_SECONDS` pass, then another takes them over. Every
+attempt of one event carries the event's id as ``webhook-id``, so a receiver deduplicates a
+delivery made twice (a dispatcher that died after the POST but before recording it).
+
+It sleeps on ``LISTEN contentforge_events`` (every new event and every replay notifies at commit)
+and on the time until the next retry is due, so a new event is posted within milliseconds of
+the commit that made it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+
+from contentforge.db import connect
+from contentforge.errors import DatabaseUnavailable
+from contentforge.logging import get_logger
+from contentforge.settings import Settings
+from schema.named_queries import queries
+from workers.webhook_post import AddressPolicy, PostResult, post
+from workers.webhook_signature import signed_headers
+
+log = get_logger(__name__)
+
+#: How long a claimed delivery stays with its dispatcher before another may take it over, in
+#: seconds: well above the 10 s attempt timeout plus the time to record the attempt.
+DELIVERY_LEASE_SECONDS = 60
+#: Longest sleep between looks at the deliveries table when no notification arrives, in seconds
+#: (a lost notification, a retry whose time came, an endpoint enabled again).
+IDLE_POLL_SECONDS = 1.0
+#: How often a dispatcher purges events older than the retention, in seconds.
+PURGE_INTERVAL_SECONDS = 3600.0
+#: Events deleted per purge statement (bounded, so a purge never holds locks for long).
+PURGE_BATCH = 5000
+
+
+def dispatcher_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Dispatcher:
+    """One dispatcher: a claiming loop on the calling thread and a pool of posting threads."""
+
+    def __init__(self, settings: Settings, database_url: str, *, ident: str | None = None) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.id = ident or dispatcher_id()
+        self.policy = AddressPolicy(allow_http=settings.webhook_allow_http,
+                                    allow_private=settings.webhook_allow_private_addresses)
+        self.threads = settings.webhook_dispatch_threads
+        self.batch = self.threads * 2
+        self.q = queries("webhooks")
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cf-webhook")
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self.delivered = 0
+
+    # --- connections -------------------------------------------------------------------------
+    def _conn(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = connect(self.database_url, autocommit=True)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _execute(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        try:
+            return self._conn().execute(self.q[name], params).fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self._drop_conn()
+            raise DatabaseUnavailable(f"webhook dispatcher lost PostgreSQL: {exc}") from exc
+
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    # --- one batch ---------------------------------------------------------------------------
+    def claim(self) -> list[dict[str, Any]]:
+        return self._execute("claim_deliveries", {"dispatcher_id": self.id, "limit": self.batch,
+                                                  "lease_seconds": DELIVERY_LEASE_SECONDS})
+
+    def run_once(self) -> int:
+        """Claim one batch of due deliveries, post them all, record each; return how many."""
+        rows = self.claim()
+        for future in [self._pool.submit(self._deliver, row) for row in rows]:
+            future.result()
+        return len(rows)
+
+    def _deliver(self, row: dict[str, Any]) -> None:
+        body = row["body"].encode("utf-8")
+        headers = signed_headers(row["secrets"], str(row["event_id"]), int(time.time()), body)
+        result = post(row["url"], body, headers, self.policy)
+        status = self._record(row, result)
+        log.info("webhook attempt", outcome=status, event_id=str(row["event_id"]), event_type=row["event_type"],
+                 endpoint_id=str(row["endpoint_id"]), tenant_id=str(row["tenant_id"]),
+                 delivery_id=str(row["delivery_id"]), attempt=row["attempt"], status_code=result.status_code,
+                 latency_ms=result.latency_ms, address=result.connected_to, error=result.error)
+        if result.succeeded:
+            with self._lock:
+                self.delivered += 1
+
+    def _record(self, row: dict[str, Any], result: PostResult) -> str:
+        s = self.settings
+        params = {
+            "delivery_id": row["delivery_id"], "dispatcher_id": self.id, "attempt": row["attempt"],
+            "succeeded": result.succeeded, "status_code": result.status_code, "latency_ms": result.latency_ms,
+            "error": result.error, "response_excerpt": result.body_excerpt or None,
+            "retry_base_seconds": s.webhook_retry_base_seconds, "retry_max_seconds": s.webhook_retry_max_seconds,
+            "give_up_after_seconds": s.webhook_retry_hours * 3600.0,
+            "disable_after_seconds": s.webhook_disable_after_days * 86400.0,
+        }
+        try:
+            return self._execute("record_attempt", params)[0]["status"]
+        except DatabaseUnavailable as exc:
+            # The lease expires and another attempt (same webhook-id) follows.
+            log.warning("could not record a webhook attempt; it will be retried", error=str(exc))
+            return "unrecorded"
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
+        """Deliver until ``stop`` is set. ``ready`` is set once the dispatcher listens."""
+        listener: psycopg.Connection[Any] | None = None
+        last_purge = 0.0
+        log.info("webhook dispatcher started", dispatcher_id=self.id, threads=self.threads)
+        try:
+            while not stop.is_set():
+                try:
+                    if listener is None or listener.closed:
+                        listener = connect(self.database_url, autocommit=True)
+                        listener.execute(self.q["listen_events"])
+                        if ready is not None:
+                            ready.set()
+                    if self.run_once() >= self.batch:
+                        continue
+                    if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
+                        last_purge = time.monotonic()
+                        self._execute("purge_events", {"retention_days": self.settings.webhook_event_retention_days,
+                                                       "batch": PURGE_BATCH})
+                    due = self._execute("next_due")[0]["seconds"]
+                    wait = IDLE_POLL_SECONDS if due is None else max(0.0, min(due, IDLE_POLL_SECONDS))
+                    if wait > 0:
+                        for _ in listener.notifies(timeout=wait, stop_after=1):
+                            pass
+                except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    log.warning("webhook dispatcher cannot reach PostgreSQL; retrying", error=str(exc).strip())
+                    if listener is not None:
+                        listener.close()
+                    listener = None
+                    stop.wait(1.0)
+        finally:
+            if listener is not None:
+                listener.close()
+            log.info("webhook dispatcher stopped", dispatcher_id=self.id, delivered=self.delivered)
