@@ -300,7 +300,7 @@ CREATE TABLE public.webhook_deliveries (
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
   completed_at timestamptz,
-  UNIQUE (event_id, endpoint_id),
+  CONSTRAINT webhook_deliveries_event_endpoint_key UNIQUE (event_id, endpoint_id),
   FOREIGN KEY (tenant_id, endpoint_id) REFERENCES public.webhook_endpoints (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX webhook_deliveries_due_idx ON public.webhook_deliveries (due_at)
@@ -384,7 +384,7 @@ BEGIN
   ), queued AS (
     INSERT INTO public.webhook_deliveries AS d (tenant_id, event_id, endpoint_id)
     SELECT w.tenant_id, w.event_id, w.endpoint_id FROM wanted w
-    ON CONFLICT (event_id, endpoint_id) DO UPDATE SET
+    ON CONFLICT ON CONSTRAINT webhook_deliveries_event_endpoint_key DO UPDATE SET
       status = 'pending', attempts = 0, due_at = now(), window_started_at = now(), completed_at = NULL,
       dispatcher_id = NULL
     WHERE d.status <> 'delivering'
