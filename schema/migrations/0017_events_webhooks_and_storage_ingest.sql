@@ -127,7 +127,7 @@ CREATE CONSTRAINT TRIGGER assets_events_update AFTER UPDATE OF processing_status
 CREATE TABLE public.webhook_endpoints (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   tenant_id uuid NOT NULL REFERENCES public.tenants (id) ON DELETE CASCADE,
-  url text NOT NULL CHECK (url ~* '^https?://[^/?#@\s]+' AND char_length(url) <= 2000),
+  url text NOT NULL CHECK (url ~* '^https?://[^/?#@\s]+([/?#]\S*)?$' AND char_length(url) <= 2000),
   description text NOT NULL DEFAULT '' CHECK (char_length(description) <= 500),
   -- Event types sent to this endpoint; empty means every type.
   event_types text[] NOT NULL DEFAULT '{}' CHECK (event_types <@ app.webhook_event_types()),
@@ -182,7 +182,7 @@ $$;
 CREATE FUNCTION app_private.check_webhook_settings(p_url text, p_event_types text[]) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = '' AS $$
 BEGIN
-  IF p_url IS NOT NULL AND (p_url !~* '^https?://[^/?#@\s]+' OR char_length(p_url) > 2000) THEN
+  IF p_url IS NOT NULL AND (p_url !~* '^https?://[^/?#@\s]+([/?#]\S*)?$' OR char_length(p_url) > 2000) THEN
     RAISE EXCEPTION 'url must be an http(s) URL without credentials, at most 2000 characters'
       USING ERRCODE = '22023';
   END IF;
