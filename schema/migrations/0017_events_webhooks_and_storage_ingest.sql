@@ -578,7 +578,9 @@ DECLARE
   v_creator uuid;
   v_jobs text[];
 BEGIN
-  IF p_name IS NULL OR p_bucket_id IS NULL THEN
+  -- The storage service writes the row, then (the upload done) its metadata: only then is there a
+  -- size and a MIME type to go by, so an object without metadata waits for that second write.
+  IF p_name IS NULL OR p_bucket_id IS NULL OR p_metadata IS NULL THEN
     RETURN NULL;
   END IF;
   SELECT * INTO v_rule FROM app_private.storage_ingest_rules r
