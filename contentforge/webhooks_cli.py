@@ -159,15 +159,13 @@ def cmd_events_tail(args: argparse.Namespace, settings: Settings) -> int:
         conn.execute(q["listen_events"])
         print("listening on contentforge_events", file=sys.stderr)
         while not stop.is_set():
-            for note in conn.notifies(timeout=0.5):
-                if not note.payload:
-                    continue  # a replay's wake-up call, not an event
-                row = conn.execute(q["event_body"], {"event_id": note.payload}).fetchone()
+            # Collect first: the connection cannot run a query while it waits for notifications.
+            ids = [n.payload for n in conn.notifies(timeout=0.5) if n.payload]  # '' = a replay's wake-up
+            for event_id in ids:
+                row = conn.execute(q["event_body"], {"event_id": event_id}).fetchone()
                 if row is None or (args.tenant and row["tenant_id"] != args.tenant):
                     continue
                 print(row["body"], flush=True)
-                if stop.is_set():
-                    break
     return 0
 
 

@@ -77,3 +77,29 @@ def test_listen_channel_announces_committed_event_ids(conn: psycopg.Connection, 
         got = [n.payload for n in listener.notifies(timeout=1, stop_after=3)]
     ids = [str(r["id"]) for r in conn.execute("SELECT id FROM webhook_events ORDER BY created_at")]
     assert got == ids
+
+
+def test_events_tail_prints_each_committed_event(conn: psycopg.Connection, tenant: Tenant, db_url: str) -> None:
+    """`contentforge events tail` prints one JSON line per event, ids in commit order."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DATABASE_URL": db_url, "CONTENTFORGE_LOG_FORMAT": "json"}
+    with subprocess.Popen([sys.executable, "-m", "contentforge.cli", "events", "tail", "--tenant", str(tenant.id)],
+                          env=env, cwd=Path(__file__).resolve().parents[3], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stderr is not None and "listening" in proc.stderr.readline()
+            finish_job(conn, tenant.asset)
+            assert proc.stdout is not None
+            lines = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    ids = [str(r["id"]) for r in conn.execute("SELECT id FROM webhook_events ORDER BY created_at")]
+    assert [e["id"] for e in lines] == ids
+    assert [e["type"] for e in lines] == ["asset.processing_started", "job.completed", "asset.ready"]
+    assert proc.returncode == 0
