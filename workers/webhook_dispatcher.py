@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from contentforge.db import connect
 from contentforge.errors import DatabaseUnavailable
@@ -66,6 +67,7 @@ class Dispatcher:
         self._local = threading.local()
         self._connections: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
+        #: Deliveries this dispatcher saw succeed.
         self.delivered = 0
 
     # --- connections -------------------------------------------------------------------------
@@ -104,41 +106,45 @@ class Dispatcher:
                                                   "lease_seconds": DELIVERY_LEASE_SECONDS})
 
     def run_once(self) -> int:
-        """Claim one batch of due deliveries, post them all, record each; return how many."""
+        """Claim one batch of due deliveries, post them all, record the batch; return how many."""
         rows = self.claim()
-        for future in [self._pool.submit(self._deliver, row) for row in rows]:
-            future.result()
+        if not rows:
+            return 0
+        results = list(self._pool.map(self._post, rows))
+        statuses = self._record(rows, results)
+        for row, result in zip(rows, results, strict=True):
+            status = statuses.get(row["delivery_id"], "unrecorded")
+            log.info("webhook attempt", outcome=status, event_id=str(row["event_id"]), event_type=row["event_type"],
+                     endpoint_id=str(row["endpoint_id"]), tenant_id=str(row["tenant_id"]),
+                     delivery_id=str(row["delivery_id"]), attempt=row["attempt"], status_code=result.status_code,
+                     latency_ms=result.latency_ms, address=result.connected_to, error=result.error)
+            if result.succeeded and status == "succeeded":
+                self.delivered += 1
         return len(rows)
 
-    def _deliver(self, row: dict[str, Any]) -> None:
+    def _post(self, row: dict[str, Any]) -> PostResult:
         body = row["body"].encode("utf-8")
         headers = signed_headers(row["secrets"], str(row["event_id"]), int(time.time()), body)
-        result = post(row["url"], body, headers, self.policy)
-        status = self._record(row, result)
-        log.info("webhook attempt", outcome=status, event_id=str(row["event_id"]), event_type=row["event_type"],
-                 endpoint_id=str(row["endpoint_id"]), tenant_id=str(row["tenant_id"]),
-                 delivery_id=str(row["delivery_id"]), attempt=row["attempt"], status_code=result.status_code,
-                 latency_ms=result.latency_ms, address=result.connected_to, error=result.error)
-        if result.succeeded:
-            with self._lock:
-                self.delivered += 1
+        return post(row["url"], body, headers, self.policy)
 
-    def _record(self, row: dict[str, Any], result: PostResult) -> str:
+    def _record(self, rows: list[dict[str, Any]], results: list[PostResult]) -> dict[Any, str]:
+        """Record a batch's attempts in one statement: {delivery id: its new status}."""
         s = self.settings
+        batch = [{"delivery_id": str(row["delivery_id"]), "attempt": row["attempt"], "succeeded": r.succeeded,
+                  "status_code": r.status_code, "latency_ms": r.latency_ms, "error": r.error,
+                  "response_excerpt": r.body_excerpt or None} for row, r in zip(rows, results, strict=True)]
         params = {
-            "delivery_id": row["delivery_id"], "dispatcher_id": self.id, "attempt": row["attempt"],
-            "succeeded": result.succeeded, "status_code": result.status_code, "latency_ms": result.latency_ms,
-            "error": result.error, "response_excerpt": result.body_excerpt or None,
+            "dispatcher_id": self.id, "results": Jsonb(batch),
             "retry_base_seconds": s.webhook_retry_base_seconds, "retry_max_seconds": s.webhook_retry_max_seconds,
             "give_up_after_seconds": s.webhook_retry_hours * 3600.0,
             "disable_after_seconds": s.webhook_disable_after_days * 86400.0,
         }
         try:
-            return self._execute("record_attempt", params)[0]["status"]
+            return {r["delivery_id"]: r["status"] for r in self._execute("record_attempts", params)}
         except DatabaseUnavailable as exc:
-            # The lease expires and another attempt (same webhook-id) follows.
-            log.warning("could not record a webhook attempt; it will be retried", error=str(exc))
-            return "unrecorded"
+            # The leases expire and the deliveries are attempted again (same webhook-id).
+            log.warning("could not record webhook attempts; they will be retried", error=str(exc))
+            return {}
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:

@@ -6,11 +6,16 @@ SELECT c.delivery_id, c.event_id, c.endpoint_id, c.tenant_id, c.url, c.attempt, 
        c.event_created_at, c.body, c.secrets
 FROM app_private.claim_webhook_deliveries(%(dispatcher_id)s, %(limit)s, %(lease_seconds)s) c;
 
--- name: record_attempt
-SELECT app_private.record_webhook_attempt(
-  %(delivery_id)s, %(dispatcher_id)s, %(attempt)s, %(succeeded)s, %(status_code)s, %(latency_ms)s,
-  %(error)s, %(response_excerpt)s, %(retry_base_seconds)s, %(retry_max_seconds)s,
-  make_interval(secs => %(give_up_after_seconds)s), make_interval(secs => %(disable_after_seconds)s)) AS status;
+-- name: record_attempts
+-- A whole batch's attempts in one round trip: %(results)s is a JSON array of
+-- {delivery_id, attempt, succeeded, status_code, latency_ms, error, response_excerpt}.
+SELECT r.delivery_id,
+       app_private.record_webhook_attempt(
+         r.delivery_id, %(dispatcher_id)s, r.attempt, r.succeeded, r.status_code, r.latency_ms, r.error,
+         r.response_excerpt, %(retry_base_seconds)s, %(retry_max_seconds)s,
+         make_interval(secs => %(give_up_after_seconds)s), make_interval(secs => %(disable_after_seconds)s)) AS status
+FROM jsonb_to_recordset(%(results)s) AS r(delivery_id uuid, attempt integer, succeeded boolean, status_code integer,
+                                          latency_ms integer, error text, response_excerpt text);
 
 -- name: next_due
 -- Seconds until the earliest pending delivery is due (NULL when none waits).
