@@ -409,14 +409,16 @@ LANGUAGE sql VOLATILE SET search_path = '' AS $$
     UPDATE public.webhook_deliveries d SET
       status = 'delivering', attempts = d.attempts + 1, dispatcher_id = p_dispatcher_id,
       due_at = now() + make_interval(secs => p_lease_seconds)
-    WHERE d.id IN (
+    -- = ANY (ARRAY(...)): the claimed ids are looked up by primary key (an IN (subquery) may be
+    -- planned as a hash join over the whole table, which grows with the delivery log).
+    WHERE d.id = ANY (ARRAY(
       SELECT c.id FROM public.webhook_deliveries c
       JOIN public.webhook_endpoints e ON e.tenant_id = c.tenant_id AND e.id = c.endpoint_id
       WHERE c.status IN ('pending', 'delivering') AND c.due_at <= now() AND e.enabled
       ORDER BY c.due_at
       LIMIT p_limit
       FOR UPDATE OF c SKIP LOCKED
-    )
+    ))
     RETURNING d.*
   )
   SELECT c.id, c.event_id, c.endpoint_id, c.tenant_id, e.url, c.attempts, ev.event_type, ev.created_at,
