@@ -14,6 +14,10 @@ is created and dropped.
   queue's SQL functions; timed from the completion's commit to the receiver reading the
   job.completed event (both clocks: this process's time.monotonic). Baseline: the same commit to
   a LISTENing connection in this process waking (PostgreSQL's NOTIFY alone).
+- Outbox cost (--outbox-jobs N): the queue's hot path, each job on its own asset queued, claimed
+  and completed through the SQL functions from one connection, with the outbox triggers enabled
+  (events, and deliveries for one endpoint) and disabled, alternating in blocks of 50, same
+  database: the extra time per job that the outbox adds to the workers' transactions.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--latency-jobs", type=int, default=100)
+    ap.add_argument("--outbox-jobs", type=int, default=0)
     args = ap.parse_args()
 
     from schema import migrate
@@ -187,6 +192,7 @@ def main() -> int:
         med_ours = statistics.median(r[0] for r in rows)
         med_base = statistics.median(r[1] for r in rows)
         failed = conn.execute("SELECT count(*) FROM webhook_deliveries WHERE status <> 'succeeded'").fetchone()[0]
+        outbox = outbox_cost(conn, tenant, args.outbox_jobs, proc) if args.outbox_jobs else None
         print(json.dumps({
             "machine": {"nproc": sh("nproc"), "load": sh("cat /proc/loadavg"),
                         "pg": conn.execute("SHOW server_version").fetchone()[0]},
@@ -194,6 +200,7 @@ def main() -> int:
             "throughput": {"events": args.events, "threads": args.threads, "rounds": [[round(a), round(b)] for a, b in rows],
                            "ours_median_per_s": round(med_ours), "plain_http_median_per_s": round(med_base),
                            "ratio": round(med_ours / med_base, 2)},
+            "outbox_cost": outbox,
             "unverified_deliveries": rec.bad, "deliveries_not_succeeded": failed,
         }, indent=2))
         conn.close()
@@ -204,6 +211,39 @@ def main() -> int:
         with psycopg.connect(ADMIN, autocommit=True) as a:
             a.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     return 0
+
+
+OUTBOX_TRIGGERS = (("asset_processing_jobs", "jobs_events"), ("assets", "assets_events_insert"),
+                   ("assets", "assets_events_update"))
+
+
+def outbox_cost(conn: psycopg.Connection, tenant: uuid.UUID, jobs: int, dispatcher: subprocess.Popen | None) -> dict:
+    """Milliseconds per job (queue, claim, complete) with the outbox triggers on and off, interleaved."""
+    if dispatcher is not None:  # measure the database work alone: the deliveries stay queued
+        dispatcher.terminate()
+        dispatcher.wait(30)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    block = 50
+    for i in range(0, jobs, block):
+        on = (i // block) % 2 == 0
+        for table, trigger in OUTBOX_TRIGGERS:
+            conn.execute(sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                sql.Identifier(table), sql.SQL("ENABLE" if on else "DISABLE"), sql.Identifier(trigger)))
+        for _ in range(min(block, jobs - i)):
+            asset = conn.execute("""INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size,
+                                    storage_path) VALUES (%s, 'x.png', 'image', 'image/png', 1, gen_random_uuid()::text)
+                                    RETURNING id""", (tenant,)).fetchone()[0]
+            t0 = time.perf_counter()
+            job = conn.execute("SELECT enqueue_asset_job(%s, 'noop')", (asset,)).fetchone()[0]
+            conn.execute("SELECT app_private.claim_job('bench', 30)")
+            conn.execute("SELECT app_private.complete_job(%s, 'bench', '{}')", (job,))
+            times[on].append(time.perf_counter() - t0)
+    for table, trigger in OUTBOX_TRIGGERS:
+        conn.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(trigger)))
+    on_ms = statistics.median(times[True]) * 1000
+    off_ms = statistics.median(times[False]) * 1000
+    return {"jobs_each": len(times[True]), "with_outbox_ms": round(on_ms, 2), "without_ms": round(off_ms, 2),
+            "ratio": round(on_ms / off_ms, 2)}
 
 
 if __name__ == "__main__":
