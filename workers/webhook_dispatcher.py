@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import psycopg
@@ -41,6 +41,9 @@ DELIVERY_LEASE_SECONDS = 60
 #: Longest sleep between looks at the deliveries table when no notification arrives, in seconds
 #: (a lost notification, a retry whose time came, an endpoint enabled again).
 IDLE_POLL_SECONDS = 1.0
+#: Longest a busy dispatcher waits before looking for new deliveries for its free threads, in
+#: seconds (it also wakes whenever an attempt ends).
+BUSY_POLL_SECONDS = 0.05
 #: How often a dispatcher purges events older than the retention, in seconds.
 PURGE_INTERVAL_SECONDS = 3600.0
 #: Events deleted per purge statement (bounded, so a purge never holds locks for long).
@@ -101,18 +104,29 @@ class Dispatcher:
             self._connections.clear()
 
     # --- one batch ---------------------------------------------------------------------------
-    def claim(self) -> list[dict[str, Any]]:
-        return self._execute("claim_deliveries", {"dispatcher_id": self.id, "limit": self.batch,
+    def claim(self, limit: int | None = None) -> list[dict[str, Any]]:
+        return self._execute("claim_deliveries", {"dispatcher_id": self.id, "limit": limit or self.batch,
                                                   "lease_seconds": DELIVERY_LEASE_SECONDS})
 
     def run_once(self) -> int:
         """Claim one batch of due deliveries, post them all, record the batch; return how many."""
         rows = self.claim()
-        if not rows:
-            return 0
-        results = list(self._pool.map(self._post, rows))
-        statuses = self._record(rows, results)
-        for row, result in zip(rows, results, strict=True):
+        if rows:
+            self._finish(list(zip(rows, self._pool.map(self._post, rows), strict=True)))
+        return len(rows)
+
+    def _post(self, row: dict[str, Any]) -> PostResult:
+        try:
+            body = row["body"].encode("utf-8")
+            headers = signed_headers(row["secrets"], str(row["event_id"]), int(time.time()), body)
+            return post(row["url"], body, headers, self.policy)
+        except Exception as exc:  # noqa: BLE001 - a bug must cost one attempt, not the dispatcher
+            return PostResult(None, 0, f"internal error: {exc.__class__.__name__}: {exc}", "", None)
+
+    def _finish(self, done: list[tuple[dict[str, Any], PostResult]]) -> None:
+        """Record finished attempts (one statement) and log one line per attempt."""
+        statuses = self._record([row for row, _ in done], [result for _, result in done])
+        for row, result in done:
             status = statuses.get(row["delivery_id"], "unrecorded")
             log.info("webhook attempt", outcome=status, event_id=str(row["event_id"]), event_type=row["event_type"],
                      endpoint_id=str(row["endpoint_id"]), tenant_id=str(row["tenant_id"]),
@@ -120,12 +134,6 @@ class Dispatcher:
                      latency_ms=result.latency_ms, address=result.connected_to, error=result.error)
             if result.succeeded and status == "succeeded":
                 self.delivered += 1
-        return len(rows)
-
-    def _post(self, row: dict[str, Any]) -> PostResult:
-        body = row["body"].encode("utf-8")
-        headers = signed_headers(row["secrets"], str(row["event_id"]), int(time.time()), body)
-        return post(row["url"], body, headers, self.policy)
 
     def _record(self, rows: list[dict[str, Any]], results: list[PostResult]) -> dict[Any, str]:
         """Record a batch's attempts in one statement: {delivery id: its new status}."""
@@ -148,8 +156,14 @@ class Dispatcher:
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
-        """Deliver until ``stop`` is set. ``ready`` is set once the dispatcher listens."""
+        """Deliver until ``stop`` is set. ``ready`` is set once the dispatcher listens.
+
+        Attempts are pipelined: each posting thread takes a new delivery as soon as its attempt
+        ends, so one slow receiver (up to the 10 s timeout) holds one thread, never a batch of
+        other tenants' deliveries. At stop, attempts in flight are finished and recorded.
+        """
         listener: psycopg.Connection[Any] | None = None
+        in_flight: dict[Future[PostResult], dict[str, Any]] = {}
         last_purge = 0.0
         log.info("webhook dispatcher started", dispatcher_id=self.id, threads=self.threads)
         try:
@@ -160,16 +174,25 @@ class Dispatcher:
                         listener.execute(self.q["listen_events"])
                         if ready is not None:
                             ready.set()
-                    if self.run_once() >= self.batch:
+                    finished = [f for f in in_flight if f.done()]
+                    if finished:
+                        self._finish([(in_flight.pop(f), f.result()) for f in finished])
+                    free = self.threads - len(in_flight)
+                    for row in self.claim(free) if free > 0 else []:
+                        in_flight[self._pool.submit(self._post, row)] = row
+                    if in_flight:
+                        # Busy: wake when an attempt ends (record it, fill its thread) or after a
+                        # short while to look for new deliveries for the free threads.
+                        wait(in_flight, timeout=BUSY_POLL_SECONDS, return_when=FIRST_COMPLETED)
                         continue
                     if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
                         last_purge = time.monotonic()
                         self._execute("purge_events", {"retention_days": self.settings.webhook_event_retention_days,
                                                        "batch": PURGE_BATCH})
                     due = self._execute("next_due")[0]["seconds"]
-                    wait = IDLE_POLL_SECONDS if due is None else max(0.0, min(due, IDLE_POLL_SECONDS))
-                    if wait > 0:
-                        for _ in listener.notifies(timeout=wait, stop_after=1):
+                    pause = IDLE_POLL_SECONDS if due is None else max(0.0, min(due, IDLE_POLL_SECONDS))
+                    if pause > 0:
+                        for _ in listener.notifies(timeout=pause, stop_after=1):
                             pass
                 except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
                     log.warning("webhook dispatcher cannot reach PostgreSQL; retrying", error=str(exc).strip())
@@ -178,6 +201,8 @@ class Dispatcher:
                     listener = None
                     stop.wait(1.0)
         finally:
+            if in_flight:
+                self._finish([(row, f.result()) for f, row in in_flight.items()])
             if listener is not None:
                 listener.close()
             log.info("webhook dispatcher stopped", dispatcher_id=self.id, delivered=self.delivered)

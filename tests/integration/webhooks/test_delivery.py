@@ -231,3 +231,36 @@ def test_dispatcher_loop_delivers_on_notification(conn: psycopg.Connection, tena
         stop.set()
         t.join(10)
     assert got[0].verified_with == 0 and got[0].event["type"] == "asset.ready"
+
+
+def test_a_slow_receiver_does_not_hold_other_tenants_deliveries(conn: psycopg.Connection, tenant: Tenant,
+                                                                receiver: Receiver, dispatcher) -> None:
+    """While tenant A's receiver keeps its request waiting, tenant B's event is delivered."""
+    from tests.integration.webhooks.conftest import make_tenant
+
+    other = make_tenant(conn)
+    slow, fast = receiver, Receiver()
+    try:
+        _, secret_a = add_endpoint(conn, tenant.id, slow.url, ["asset.ready"])
+        _, secret_b = add_endpoint(conn, other.id, fast.url, ["asset.ready"])
+        slow.secrets, fast.secrets = [secret_a], [secret_b]
+        slow.hold = threading.Event()
+        slow.start()
+        fast.start()
+        stop, ready = threading.Event(), threading.Event()
+        t = threading.Thread(target=dispatcher.run, args=(stop, ready), daemon=True)
+        t.start()
+        try:
+            assert ready.wait(10)
+            finish_job(conn, tenant.asset)
+            slow.wait_for(lambda got: len(got) == 1)  # A's attempt is now in flight, held
+            finish_job(conn, other.asset)
+            got = fast.wait_for(lambda got: len(got) == 1)
+            assert got[0].verified_with == 0 and len(slow.received) == 1
+        finally:
+            slow.hold.set()
+            stop.set()
+            t.join(15)
+    finally:
+        fast.stop()
+    assert conn.execute("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'succeeded'").fetchone()["n"] == 2
