@@ -158,12 +158,15 @@ class Dispatcher:
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
         """Deliver until ``stop`` is set. ``ready`` is set once the dispatcher listens.
 
-        Attempts are pipelined: each posting thread takes a new delivery as soon as its attempt
+        Attempts are pipelined: each posting thread takes the next delivery as soon as its attempt
         ends, so one slow receiver (up to the 10 s timeout) holds one thread, never a batch of
-        other tenants' deliveries. At stop, attempts in flight are finished and recorded.
+        other tenants' deliveries; claims and records are still batched. At stop, attempts in
+        flight are finished and recorded.
         """
         listener: psycopg.Connection[Any] | None = None
         in_flight: dict[Future[PostResult], dict[str, Any]] = {}
+        unrecorded: list[tuple[dict[str, Any], PostResult]] = []
+        first_unrecorded = 0.0
         last_purge = 0.0
         log.info("webhook dispatcher started", dispatcher_id=self.id, threads=self.threads)
         try:
@@ -174,15 +177,24 @@ class Dispatcher:
                         listener.execute(self.q["listen_events"])
                         if ready is not None:
                             ready.set()
-                    finished = [f for f in in_flight if f.done()]
-                    if finished:
-                        self._finish([(in_flight.pop(f), f.result()) for f in finished])
-                    free = self.threads - len(in_flight)
-                    for row in self.claim(free) if free > 0 else []:
-                        in_flight[self._pool.submit(self._post, row)] = row
+                    for f in [f for f in in_flight if f.done()]:
+                        if not unrecorded:
+                            first_unrecorded = time.monotonic()
+                        unrecorded.append((in_flight.pop(f), f.result()))
+                    # Record finished attempts together (one statement): when half the threads'
+                    # worth has finished, when nothing else is in flight, or after a short wait.
+                    if unrecorded and (len(unrecorded) >= max(1, self.threads // 2) or not in_flight
+                                       or time.monotonic() - first_unrecorded >= BUSY_POLL_SECONDS):
+                        self._finish(unrecorded)
+                        unrecorded = []
+                    # Keep up to two deliveries per thread in hand (one posting, one queued behind
+                    # it), claiming in batches once half are done.
+                    if len(in_flight) <= self.threads:
+                        for row in self.claim(self.batch - len(in_flight)):
+                            in_flight[self._pool.submit(self._post, row)] = row
                     if in_flight:
-                        # Busy: wake when an attempt ends (record it, fill its thread) or after a
-                        # short while to look for new deliveries for the free threads.
+                        # Busy: wake when an attempt ends, or after a short while to record and to
+                        # look for new deliveries.
                         wait(in_flight, timeout=BUSY_POLL_SECONDS, return_when=FIRST_COMPLETED)
                         continue
                     if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
@@ -201,8 +213,9 @@ class Dispatcher:
                     listener = None
                     stop.wait(1.0)
         finally:
-            if in_flight:
-                self._finish([(row, f.result()) for f, row in in_flight.items()])
+            unrecorded += [(row, f.result()) for f, row in in_flight.items()]
+            if unrecorded:
+                self._finish(unrecorded)
             if listener is not None:
                 listener.close()
             log.info("webhook dispatcher stopped", dispatcher_id=self.id, delivered=self.delivered)
