@@ -645,7 +645,9 @@ BEGIN
     INSERT INTO public.asset_processing_jobs (tenant_id, asset_id, job_type, priority, input_params, max_attempts)
     SELECT v_tenant, v_asset, jt.job_type, v_rule.priority,
            coalesce(v_rule.params -> jt.job_type, '{}') || jsonb_build_object('source_version', v_version),
-           jt.default_max_attempts
+           -- At least 10 attempts: the trigger can fire before the bytes are readable, and a worker
+           -- that finds none yet retries with backoff (5 s doubling to 10 min: about half an hour).
+           greatest(jt.default_max_attempts, 10)
     FROM unnest(v_jobs) AS u(t) JOIN app_private.job_types jt ON jt.job_type = u.t
     ON CONFLICT DO NOTHING;
   END IF;

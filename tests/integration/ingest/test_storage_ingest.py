@@ -104,6 +104,8 @@ def test_object_version_written_twice_makes_one_asset_and_one_set_of_jobs(storag
     # transcode does not apply to images: the rule's other two types, at the rule's priority and params.
     assert [(j["job_type"], j["priority"]) for j in got] == [("metadata", 7), ("thumbnail", 7)]
     assert got[1]["input_params"] == {"sizes": [160], "source_version": "v1"}
+    # Room to wait for bytes that are not readable yet (about half an hour with the default backoff).
+    assert {r["max_attempts"] for r in db.execute("SELECT max_attempts FROM asset_processing_jobs")} == {10}
 
 
 def test_new_version_makes_new_jobs(storage_db: str, db: psycopg.Connection, world: dict[str, Any]) -> None:
