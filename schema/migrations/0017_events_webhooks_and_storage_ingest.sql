@@ -193,6 +193,10 @@ BEGIN
 END;
 $$;
 
+-- Most endpoints one tenant may register (each one multiplies the tenant's deliveries).
+CREATE FUNCTION app_private.max_webhook_endpoints_per_tenant() RETURNS integer
+LANGUAGE sql IMMUTABLE SET search_path = '' AS $$ SELECT 10 $$;
+
 -- Register an endpoint; returns its id and its secret (shown this once).
 CREATE FUNCTION public.create_webhook_endpoint(
   tenant_id uuid,
@@ -209,6 +213,16 @@ BEGIN
     RAISE EXCEPTION 'not allowed: only admins of the tenant manage its webhook endpoints' USING ERRCODE = '42501';
   END IF;
   PERFORM app_private.check_webhook_settings(create_webhook_endpoint.url, create_webhook_endpoint.event_types);
+  -- Each endpoint multiplies every event of the tenant into one more delivery for the shared
+  -- dispatchers: the count per tenant is bounded so that one tenant cannot crowd out the others.
+  -- (Two concurrent creations count in turn: the tenant row is locked, in a mode that rows
+  -- referencing the tenant do not wait for.)
+  PERFORM 1 FROM public.tenants t WHERE t.id = create_webhook_endpoint.tenant_id FOR NO KEY UPDATE;
+  IF (SELECT count(*) FROM public.webhook_endpoints e WHERE e.tenant_id = create_webhook_endpoint.tenant_id)
+     >= app_private.max_webhook_endpoints_per_tenant() THEN
+    RAISE EXCEPTION 'a tenant may have at most % webhook endpoints', app_private.max_webhook_endpoints_per_tenant()
+      USING ERRCODE = '22023';
+  END IF;
   INSERT INTO public.webhook_endpoints (tenant_id, url, event_types, description)
   VALUES (create_webhook_endpoint.tenant_id, create_webhook_endpoint.url,
           coalesce(create_webhook_endpoint.event_types, '{}'), coalesce(create_webhook_endpoint.description, ''))
@@ -730,6 +744,7 @@ TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION app.webhook_event_types() TO anon, authenticated, service_role;
 REVOKE ALL ON FUNCTION
   app_private.asset_event_data(public.assets), app_private.job_event_output_limit(), app_private.job_events(),
+  app_private.max_webhook_endpoints_per_tenant(),
   app_private.asset_events(), app_private.new_webhook_secret(), app_private.managed_endpoint_tenant(uuid),
   app_private.check_webhook_settings(text, text[]), app_private.fan_out_event(),
   app_private.claim_webhook_deliveries(text, integer, integer),

@@ -58,6 +58,7 @@ CALLS = {
     "app.webhook_event_types": "SELECT app.webhook_event_types()",
     "app_private.asset_event_data": "SELECT app_private.asset_event_data(a) FROM assets a WHERE a.id = %(asset)s",
     "app_private.job_event_output_limit": "SELECT app_private.job_event_output_limit()",
+    "app_private.max_webhook_endpoints_per_tenant": "SELECT app_private.max_webhook_endpoints_per_tenant()",
     "app_private.new_webhook_secret": "SELECT app_private.new_webhook_secret()",
     "app_private.check_webhook_settings": "SELECT app_private.check_webhook_settings('https://x.example/h', ARRAY['asset.ready'])",
     "public.create_webhook_endpoint": "SELECT * FROM create_webhook_endpoint(%(tenant)s, 'https://hooks.example.com/h')",

@@ -127,3 +127,13 @@ def test_operator_cli_manages_endpoints(conn: psycopg.Connection, tenant: Tenant
     bad = subprocess.run([sys.executable, "-m", "contentforge.cli", "webhooks", "rotate", endpoint], env=env, cwd=REPO,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+def test_endpoints_per_tenant_are_bounded(conn: psycopg.Connection, tenant: Tenant, db_url: str) -> None:
+    """An admin can register 10 endpoints, not 11 (22023); another tenant is unaffected."""
+    with api(db_url, tenant.admin) as admin:
+        for i in range(10):
+            admin.execute("SELECT * FROM create_webhook_endpoint(%s, %s)", (tenant.id, f"https://hooks.example.com/{i}"))
+        assert _sqlstate(admin, "SELECT * FROM create_webhook_endpoint(%s, 'https://hooks.example.com/x')", (tenant.id,)) == "22023"
+    other = make_tenant(conn)
+    add_endpoint(conn, other.id, "https://hooks.example.com/other")
