@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -169,6 +170,10 @@ def test_replay_one_event_sends_the_same_id(conn: psycopg.Connection, tenant: Te
     drain(dispatcher)
     assert [r.msg_id for r in receiver.received] == [str(event)] * 3
     assert all(r.verified_with == 0 for r in receiver.received)
+    log = json.loads(subprocess.run([sys.executable, "-m", "contentforge.cli", "webhooks", "deliveries", "--event",
+                                     str(event), "--json"], env=env, cwd=REPO, capture_output=True, text=True,
+                                    check=True).stdout)
+    assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [("succeeded", 1, 200)]
 
 
 def test_killed_worker_and_killed_dispatcher_lose_nothing(conn: psycopg.Connection, tenant: Tenant, receiver: Receiver,
