@@ -33,3 +33,9 @@ def _process(sub: Any) -> None:
 
 
 REGISTRARS.append(_process)
+
+
+# Events and webhooks: `webhooks ...`, `events tail`.
+from cli.webhooks import REGISTRARS as _WEBHOOK_COMMANDS  # noqa: E402
+
+REGISTRARS.extend(_WEBHOOK_COMMANDS)

@@ -77,6 +77,33 @@ class Settings(BaseSettings):
     #: Allow the noop job to crash its worker on request (tests and soak runs only).
     allow_test_jobs: bool = False
 
+    # --- webhooks --------------------------------------------------------------------------
+    #: Allow plain http:// endpoints (otherwise only https:// is delivered to).
+    webhook_allow_http: bool = False
+    #: Allow endpoints whose address, resolved at delivery time, is loopback, private, link-local,
+    #: multicast or otherwise not public (tests and closed networks only). Cloud metadata
+    #: addresses stay refused.
+    webhook_allow_private_addresses: bool = False
+    #: How long a delivery is retried before it is given up, in hours.
+    webhook_retry_hours: float = Field(default=24.0, ge=0)
+    #: First retry delay of a failed delivery, in seconds (doubled each attempt, with jitter).
+    webhook_retry_base_seconds: float = Field(default=5.0, ge=0)
+    #: Longest retry delay of a delivery, in seconds.
+    webhook_retry_max_seconds: float = Field(default=3600.0, ge=0)
+    #: An endpoint whose every delivery failed for this many days is disabled.
+    webhook_disable_after_days: float = Field(default=5.0, gt=0)
+    #: Deliveries one dispatcher posts at the same time.
+    webhook_dispatch_threads: int = Field(default=8, ge=1, le=256)
+    #: Events (with their deliveries and attempt log) are purged after this many days.
+    webhook_event_retention_days: int = Field(default=30, ge=1)
+
+    # --- Supabase Storage ingest -------------------------------------------------------------
+    #: S3 endpoint of Supabase Storage (https://<project>.supabase.co/storage/v1/s3), from which
+    #: workers read originals uploaded into ruled buckets. Credentials: the AWS_* variables.
+    supabase_s3_endpoint_url: str | None = None
+    #: Region name Supabase Storage's S3 endpoint expects (the project's region).
+    supabase_s3_region: str = "us-east-1"
+
     # --- retention -------------------------------------------------------------------------
     #: Completed and cancelled jobs are purged after this many days; failed ones after twice as long.
     job_retention_days: int = Field(default=7, ge=0)

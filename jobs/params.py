@@ -37,6 +37,9 @@ MAX_LOUDNESS_LUFS = -5
 MIN_LANGUAGE_CODE_LENGTH = 2
 MAX_LANGUAGE_CODE_LENGTH = 3
 
+#: Longest object version a Supabase Storage ingest names, in characters (storage versions are UUIDs).
+MAX_SOURCE_VERSION_LENGTH = 200
+
 #: Longest noop tag, in characters (the tag only has to tell jobs apart).
 MAX_NOOP_TAG_LENGTH = 200
 
@@ -61,15 +64,24 @@ class Field:
 _WIDTHS = Field("integer_list", 16, MAX_VARIANT_WIDTH, MAX_VARIANT_COUNT, limit="MAX_VARIANT_WIDTH, MAX_VARIANT_COUNT")
 _FORMATS = Field("string_list", max_items=len(IMAGE_FORMATS), choices=IMAGE_FORMATS)
 _LOUDNESS = Field("number", MIN_LOUDNESS_LUFS, MAX_LOUDNESS_LUFS, limit="MIN_LOUDNESS_LUFS, MAX_LOUDNESS_LUFS")
+#: The storage object version a job processes (set by the Supabase Storage ingest trigger, migration
+#: 0017): a new version of the same object gets new jobs.
+_SOURCE_VERSION = Field("string", 1, MAX_SOURCE_VERSION_LENGTH, limit="MAX_SOURCE_VERSION_LENGTH")
 
 #: Job type -> parameter name -> field. A job type missing here takes no parameters.
 PARAMS: dict[str, dict[str, Field]] = {
-    "metadata": {},
-    "optimize": {},
-    "thumbnail": {"widths": _WIDTHS, "formats": _FORMATS, "storyboard": Field("boolean"),
-                  # Animated images: also an MP4 and a WebM (default true).
-                  "animation": Field("boolean")},
+    "metadata": {"source_version": _SOURCE_VERSION},
+    "optimize": {"source_version": _SOURCE_VERSION},
+    "thumbnail": {
+        "source_version": _SOURCE_VERSION,
+        "widths": _WIDTHS,
+        "formats": _FORMATS,
+        "storyboard": Field("boolean"),
+        # Animated images: also an MP4 and a WebM (default true).
+        "animation": Field("boolean"),
+    },
     "transcode": {
+        "source_version": _SOURCE_VERSION,
         "renditions": Field("integer_list", MIN_RENDITION_HEIGHT, MAX_RENDITION_HEIGHT, MAX_RENDITIONS_PER_JOB,
                             limit="MAX_RENDITIONS_PER_JOB, MIN_RENDITION_HEIGHT, MAX_RENDITION_HEIGHT"),
         "preset": Field("string", choices=X264_PRESETS),
@@ -83,6 +95,7 @@ PARAMS: dict[str, dict[str, Field]] = {
         "hdr": Field("string", choices=("tonemap", "keep")),
     },
     "transcript": {
+        "source_version": _SOURCE_VERSION,
         "language": Field("string", MIN_LANGUAGE_CODE_LENGTH, MAX_LANGUAGE_CODE_LENGTH,
                           limit="MIN_LANGUAGE_CODE_LENGTH, MAX_LANGUAGE_CODE_LENGTH"),
     },

@@ -456,9 +456,124 @@ END;
 $_$;
 
 
+--
+-- Name: webhook_event_types(); Type: FUNCTION; Schema: app; Owner: -
+--
+
+CREATE FUNCTION app.webhook_event_types() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  SELECT ARRAY['job.completed', 'job.failed', 'asset.processing_started', 'asset.metadata_available',
+               'asset.ready', 'asset.failed']
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
+
+--
+-- Name: assets; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.assets (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    tenant_id uuid NOT NULL,
+    creator_id uuid,
+    original_filename text NOT NULL,
+    file_type public.asset_type_enum NOT NULL,
+    mime_type text NOT NULL,
+    file_size bigint NOT NULL,
+    storage_bucket text DEFAULT 'assets'::text NOT NULL,
+    storage_path text NOT NULL,
+    public_url text,
+    processing_status public.asset_status_enum DEFAULT 'uploading'::public.asset_status_enum NOT NULL,
+    processing_progress integer DEFAULT 0 NOT NULL,
+    processing_error text,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    variants jsonb DEFAULT '{}'::jsonb NOT NULL,
+    duration_seconds numeric,
+    transcript_text text,
+    transcript_language text,
+    transcript_vector tsvector GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, COALESCE(transcript_text, ''::text))) STORED,
+    access_count bigint DEFAULT 0 NOT NULL,
+    last_accessed_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT assets_duration_seconds_check CHECK ((duration_seconds >= (0)::numeric)),
+    CONSTRAINT assets_file_size_check CHECK ((file_size >= 0)),
+    CONSTRAINT assets_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
+    CONSTRAINT assets_processing_progress_check CHECK (((processing_progress >= 0) AND (processing_progress <= 100))),
+    CONSTRAINT assets_variants_check CHECK ((jsonb_typeof(variants) = 'object'::text))
+);
+
+
+--
+-- Name: asset_event_data(public.assets); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.asset_event_data(p_asset public.assets) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  SELECT jsonb_build_object(
+    'asset_id', p_asset.id, 'status', p_asset.processing_status, 'file_type', p_asset.file_type,
+    'mime_type', p_asset.mime_type, 'original_filename', p_asset.original_filename,
+    'file_size', p_asset.file_size, 'storage_bucket', p_asset.storage_bucket,
+    'storage_path', p_asset.storage_path, 'progress', p_asset.processing_progress,
+    'error', p_asset.processing_error, 'metadata', p_asset.metadata, 'variants', p_asset.variants,
+    'duration_seconds', p_asset.duration_seconds, 'transcript_language', p_asset.transcript_language)
+$$;
+
+
+--
+-- Name: asset_events(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.asset_events() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_asset public.assets;
+BEGIN
+  SELECT * INTO v_asset FROM public.assets a WHERE a.id = NEW.id;
+  IF NOT FOUND THEN
+    v_asset := NEW;
+  END IF;
+  INSERT INTO public.webhook_events (tenant_id, event_type, asset_id, data)
+  VALUES (v_asset.tenant_id,
+          CASE NEW.processing_status WHEN 'processing' THEN 'asset.processing_started'
+                                     WHEN 'ready' THEN 'asset.ready' ELSE 'asset.failed' END,
+          v_asset.id,
+          app_private.asset_event_data(v_asset) || jsonb_build_object('status', NEW.processing_status));
+  RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: attach_storage_ingest(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.attach_storage_ingest() RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+  IF to_regclass('storage.objects') IS NULL THEN
+    RETURN false;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                 WHERE t.tgrelid = 'storage.objects'::regclass AND t.tgname = 'contentforge_ingest') THEN
+    EXECUTE 'CREATE TRIGGER contentforge_ingest AFTER INSERT OR UPDATE OF version, metadata ON storage.objects '
+            'FOR EACH ROW EXECUTE FUNCTION app_private.storage_object_ingest_trigger()';
+  END IF;
+  RETURN true;
+END;
+$$;
+
 
 --
 -- Name: job_params; Type: TABLE; Schema: app_private; Owner: -
@@ -579,6 +694,49 @@ $$;
 
 
 --
+-- Name: check_storage_ingest_rule(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.check_storage_ingest_rule() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_type text;
+BEGIN
+  FOREACH v_type IN ARRAY NEW.job_types LOOP
+    IF NOT EXISTS (SELECT 1 FROM app_private.job_types jt WHERE jt.job_type = v_type) THEN
+      RAISE EXCEPTION 'unknown job type "%" in a storage ingest rule', v_type USING ERRCODE = '22023';
+    END IF;
+    PERFORM app_private.check_job_params(v_type, coalesce(NEW.params -> v_type, '{}'));
+  END LOOP;
+  RETURN NEW;
+END;
+$$;
+
+
+--
+-- Name: check_webhook_settings(text, text[]); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.check_webhook_settings(p_url text, p_event_types text[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+BEGIN
+  IF p_url IS NOT NULL AND (p_url !~* '^https?://[^/?#@\s]+([/?#]\S*)?$' OR char_length(p_url) > 2000) THEN
+    RAISE EXCEPTION 'url must be an http(s) URL without credentials, at most 2000 characters'
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_event_types IS NOT NULL AND NOT p_event_types <@ app.webhook_event_types() THEN
+    RAISE EXCEPTION 'unknown event type in %; known: %', p_event_types,
+      array_to_string(app.webhook_event_types(), ', ') USING ERRCODE = '22023';
+  END IF;
+END;
+$_$;
+
+
+--
 -- Name: asset_processing_jobs; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -694,6 +852,44 @@ BEGIN
   END LOOP;
   RETURN;
 END;
+$$;
+
+
+--
+-- Name: claim_webhook_deliveries(text, integer, integer); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer) RETURNS TABLE(delivery_id uuid, event_id uuid, endpoint_id uuid, tenant_id uuid, url text, attempt integer, event_type text, event_created_at timestamp with time zone, body text, secrets text[])
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  WITH claimed AS (
+    UPDATE public.webhook_deliveries d SET
+      status = 'delivering', attempts = d.attempts + 1, dispatcher_id = p_dispatcher_id,
+      due_at = now() + make_interval(secs => p_lease_seconds)
+    -- = ANY (ARRAY(...)): the claimed ids are looked up by primary key (an IN (subquery) may be
+    -- planned as a hash join over the whole table, which grows with the delivery log).
+    WHERE d.id = ANY (ARRAY(
+      SELECT c.id FROM public.webhook_deliveries c
+      JOIN public.webhook_endpoints e ON e.tenant_id = c.tenant_id AND e.id = c.endpoint_id
+      WHERE c.status IN ('pending', 'delivering') AND c.due_at <= now() AND e.enabled
+      ORDER BY c.due_at
+      LIMIT p_limit
+      FOR UPDATE OF c SKIP LOCKED
+    ))
+    RETURNING d.*
+  )
+  SELECT c.id, c.event_id, c.endpoint_id, c.tenant_id, e.url, c.attempts, ev.event_type, ev.created_at,
+         jsonb_build_object(
+           'id', ev.id, 'type', ev.event_type, 'tenant_id', ev.tenant_id,
+           'timestamp', to_char(ev.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'data', ev.data)::text,
+         ARRAY(SELECT s.secret FROM app_private.webhook_secrets s
+               WHERE s.endpoint_id = c.endpoint_id AND (s.expires_at IS NULL OR s.expires_at > now())
+               ORDER BY s.created_at DESC)
+  FROM claimed c
+  JOIN public.webhook_endpoints e ON e.id = c.endpoint_id
+  JOIN public.webhook_events ev ON ev.id = c.event_id
 $$;
 
 
@@ -1016,6 +1212,44 @@ $$;
 
 
 --
+-- Name: fan_out_event(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.fan_out_event() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+  INSERT INTO public.webhook_deliveries (tenant_id, event_id, endpoint_id)
+  SELECT e.tenant_id, NEW.id, e.id FROM public.webhook_endpoints e
+  WHERE e.tenant_id = NEW.tenant_id AND e.enabled
+    AND (e.event_types = '{}' OR NEW.event_type = ANY (e.event_types));
+  PERFORM pg_notify('contentforge_events', NEW.id::text);
+  RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: file_type_of(text); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.file_type_of(p_mime text) RETURNS public.asset_type_enum
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  SELECT CASE
+    WHEN p_mime LIKE 'image/%' THEN 'image'
+    WHEN p_mime LIKE 'video/%' THEN 'video'
+    WHEN p_mime LIKE 'audio/%' THEN 'audio'
+    WHEN p_mime IN ('application/pdf', 'application/msword', 'text/plain', 'text/markdown')
+      OR p_mime LIKE 'application/vnd.openxmlformats-officedocument.%' THEN 'document'
+    WHEN p_mime IN ('application/zip', 'application/x-tar', 'application/gzip', 'application/x-7z-compressed') THEN 'archive'
+    ELSE 'other' END::public.asset_type_enum
+$$;
+
+
+--
 -- Name: handle_new_user(); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
@@ -1047,6 +1281,147 @@ BEGIN
     progress = coalesce(least(greatest(p_progress, 0), 100), j.progress)
   WHERE j.id = p_job_id AND j.worker_id = p_worker_id AND j.status = 'running';
   RETURN FOUND;
+END;
+$$;
+
+
+--
+-- Name: ingest_storage_object(uuid, text, text, uuid, jsonb, text); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.ingest_storage_object(p_object_id uuid, p_bucket_id text, p_name text, p_owner uuid, p_metadata jsonb, p_version text) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_rule app_private.storage_ingest_rules;
+  v_version text := coalesce(p_version, p_object_id::text);
+  v_tenant uuid;
+  v_mime text := coalesce(nullif(p_metadata ->> 'mimetype', ''), 'application/octet-stream');
+  v_type public.asset_type_enum;
+  v_asset uuid;
+  v_creator uuid;
+  v_jobs text[];
+BEGIN
+  -- The storage service writes the row, then (the upload done) its metadata: only then is there a
+  -- size and a MIME type to go by, so an object without metadata waits for that second write.
+  IF p_name IS NULL OR p_bucket_id IS NULL OR p_metadata IS NULL THEN
+    RETURN NULL;
+  END IF;
+  SELECT * INTO v_rule FROM app_private.storage_ingest_rules r
+  WHERE r.bucket_id = p_bucket_id AND r.enabled AND left(p_name, char_length(r.path_prefix)) = r.path_prefix
+  ORDER BY char_length(r.path_prefix) DESC LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN NULL;  -- not a ruled bucket or prefix: nothing to do, nothing recorded
+  END IF;
+  INSERT INTO app_private.storage_object_ingests (bucket_id, object_name, version, object_id, rule_id)
+  VALUES (p_bucket_id, p_name, v_version, p_object_id, v_rule.id)
+  ON CONFLICT DO NOTHING;
+  IF NOT FOUND THEN
+    RETURN NULL;  -- this version was ingested already (the storage service writes the row twice)
+  END IF;
+
+  v_creator := (SELECT u.id FROM auth.users u WHERE u.id = p_owner);
+  v_tenant := v_rule.tenant_id;
+  IF v_tenant IS NULL THEN
+    -- Tenant from the first path segment; the uploader must be an author there.
+    BEGIN
+      v_tenant := split_part(p_name, '/', 1)::uuid;
+    EXCEPTION WHEN invalid_text_representation THEN
+      v_tenant := NULL;
+    END;
+    IF v_tenant IS NULL OR v_creator IS NULL OR NOT EXISTS (
+         SELECT 1 FROM public.tenant_memberships m
+         WHERE m.tenant_id = v_tenant AND m.user_id = v_creator AND m.status = 'active'
+           AND app.role_rank(m.role) >= app.role_rank('author')) THEN
+      UPDATE app_private.storage_object_ingests i SET skipped_reason =
+        'the first path segment must be the id of a tenant in which the uploader is an author'
+      WHERE i.bucket_id = p_bucket_id AND i.object_name = p_name AND i.version = v_version;
+      RETURN NULL;
+    END IF;
+  END IF;
+
+  v_type := app_private.file_type_of(v_mime);
+  INSERT INTO public.assets AS a (tenant_id, creator_id, original_filename, file_type, mime_type, file_size,
+                                  storage_bucket, storage_path, processing_status)
+  VALUES (v_tenant, v_creator, regexp_replace(p_name, '^.*/', ''), v_type, v_mime,
+          greatest(coalesce((p_metadata ->> 'size')::bigint, (p_metadata ->> 'contentLength')::bigint, 0), 0),
+          p_bucket_id, p_name, 'uploading')
+  ON CONFLICT (storage_bucket, storage_path) DO UPDATE SET
+    file_type = EXCLUDED.file_type, mime_type = EXCLUDED.mime_type, file_size = EXCLUDED.file_size
+  WHERE a.tenant_id = EXCLUDED.tenant_id AND a.processing_status <> 'deleted'
+  RETURNING a.id INTO v_asset;
+  IF v_asset IS NULL THEN
+    UPDATE app_private.storage_object_ingests i SET skipped_reason =
+      'an asset of another tenant, or a deleted one, already names this object'
+    WHERE i.bucket_id = p_bucket_id AND i.object_name = p_name AND i.version = v_version;
+    RETURN NULL;
+  END IF;
+
+  -- The job types of the rule that apply to this file type; each job's parameters name the object
+  -- version, so a new version gets new jobs even while the previous version's are still queued.
+  SELECT array_agg(t ORDER BY o) INTO v_jobs
+  FROM unnest(v_rule.job_types) WITH ORDINALITY AS u(t, o)
+  JOIN app_private.job_types jt ON jt.job_type = u.t
+  WHERE v_type = ANY (jt.file_types);
+  IF v_jobs IS NOT NULL THEN
+    INSERT INTO public.asset_processing_jobs (tenant_id, asset_id, job_type, priority, input_params, max_attempts)
+    SELECT v_tenant, v_asset, jt.job_type, v_rule.priority,
+           coalesce(v_rule.params -> jt.job_type, '{}') || jsonb_build_object('source_version', v_version),
+           -- At least 10 attempts: the trigger can fire before the bytes are readable, and a worker
+           -- that finds none yet retries with backoff (5 s doubling to 10 min: about half an hour).
+           greatest(jt.default_max_attempts, 10)
+    FROM unnest(v_jobs) AS u(t) JOIN app_private.job_types jt ON jt.job_type = u.t
+    ON CONFLICT DO NOTHING;
+  END IF;
+  UPDATE app_private.storage_object_ingests i SET asset_id = v_asset
+  WHERE i.bucket_id = p_bucket_id AND i.object_name = p_name AND i.version = v_version;
+  RETURN v_asset;
+END;
+$$;
+
+
+--
+-- Name: job_event_output_limit(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.job_event_output_limit() RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$ SELECT 65536 $$;
+
+
+--
+-- Name: job_events(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.job_events() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_job public.asset_processing_jobs;
+  v_asset public.assets;
+BEGIN
+  SELECT * INTO v_job FROM public.asset_processing_jobs j WHERE j.id = NEW.id;
+  IF NOT FOUND OR v_job.status <> NEW.status THEN
+    v_job := NEW;  -- deleted or changed again later in the transaction: tell what happened then
+  END IF;
+  INSERT INTO public.webhook_events (tenant_id, event_type, asset_id, job_id, data)
+  VALUES (v_job.tenant_id, 'job.' || NEW.status, v_job.asset_id, v_job.id, jsonb_build_object(
+    'job_id', v_job.id, 'asset_id', v_job.asset_id, 'job_type', v_job.job_type, 'status', NEW.status,
+    'attempts', v_job.attempts, 'completed_at', v_job.completed_at, 'error_message', v_job.error_message,
+    'output', CASE WHEN NEW.status = 'completed'
+                        AND pg_column_size(v_job.output_data) <= app_private.job_event_output_limit()
+                   THEN v_job.output_data END));
+  IF NEW.status = 'completed' AND v_job.job_type = 'metadata' THEN
+    SELECT * INTO v_asset FROM public.assets a WHERE a.tenant_id = v_job.tenant_id AND a.id = v_job.asset_id;
+    IF FOUND THEN
+      INSERT INTO public.webhook_events (tenant_id, event_type, asset_id, data)
+      VALUES (v_asset.tenant_id, 'asset.metadata_available', v_asset.id, app_private.asset_event_data(v_asset));
+    END IF;
+  END IF;
+  RETURN NULL;
 END;
 $$;
 
@@ -1130,6 +1505,49 @@ BEGIN
     RETURN NEXT;
   END LOOP;
 END;
+$$;
+
+
+--
+-- Name: managed_endpoint_tenant(uuid); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.managed_endpoint_tenant(p_endpoint_id uuid) RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_tenant uuid;
+BEGIN
+  SELECT e.tenant_id INTO v_tenant FROM public.webhook_endpoints e WHERE e.id = p_endpoint_id;
+  IF v_tenant IS NULL OR (app.caller_is_api() AND NOT app.has_tenant_role(v_tenant, 'admin')) THEN
+    RAISE EXCEPTION 'webhook endpoint % not found', p_endpoint_id USING ERRCODE = 'PT404';
+  END IF;
+  RETURN v_tenant;
+END;
+$$;
+
+
+--
+-- Name: max_webhook_endpoints_per_tenant(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.max_webhook_endpoints_per_tenant() RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$ SELECT 10 $$;
+
+
+--
+-- Name: new_webhook_secret(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.new_webhook_secret() RETURNS text
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  SELECT 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'),
+                            'base64')
 $$;
 
 
@@ -1246,6 +1664,27 @@ $$;
 
 
 --
+-- Name: purge_webhook_events(interval, integer); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.purge_webhook_events(p_retention interval, p_batch integer DEFAULT 5000) RETURNS integer
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  WITH doomed AS (
+    SELECT ev.id FROM public.webhook_events ev
+    WHERE ev.created_at < now() - p_retention
+      AND NOT EXISTS (SELECT 1 FROM public.webhook_deliveries d
+                      WHERE d.event_id = ev.id AND d.status IN ('pending', 'delivering'))
+    ORDER BY ev.created_at LIMIT p_batch
+  ), gone AS (
+    DELETE FROM public.webhook_events ev USING doomed d WHERE ev.id = d.id RETURNING 1
+  )
+  SELECT count(*)::int FROM gone
+$$;
+
+
+--
 -- Name: queue_ready(integer); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
@@ -1286,6 +1725,60 @@ CREATE FUNCTION app_private.reclaim_expired_jobs(p_limit integer DEFAULT 1000) R
     FOR UPDATE SKIP LOCKED
   )
   RETURNING j.id, j.status
+$$;
+
+
+--
+-- Name: record_webhook_attempt(uuid, text, integer, boolean, integer, integer, text, text, double precision, double precision, interval, interval); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.record_webhook_attempt(p_delivery_id uuid, p_dispatcher_id text, p_attempt integer, p_succeeded boolean, p_status_code integer, p_latency_ms integer, p_error text, p_response_excerpt text, p_retry_base_seconds double precision, p_retry_max_seconds double precision, p_give_up_after interval, p_disable_after interval) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_d public.webhook_deliveries;
+  v_status text;
+BEGIN
+  SELECT * INTO v_d FROM public.webhook_deliveries d WHERE d.id = p_delivery_id;
+  IF NOT FOUND THEN
+    RETURN 'lost';
+  END IF;
+  INSERT INTO public.webhook_delivery_attempts (tenant_id, delivery_id, event_id, endpoint_id, attempt, succeeded,
+    status_code, latency_ms, error, response_excerpt, dispatcher_id)
+  VALUES (v_d.tenant_id, v_d.id, v_d.event_id, v_d.endpoint_id, p_attempt, p_succeeded, p_status_code,
+          greatest(p_latency_ms, 0), left(p_error, 1000), left(p_response_excerpt, 1000), p_dispatcher_id);
+  IF v_d.status <> 'delivering' OR v_d.dispatcher_id IS DISTINCT FROM p_dispatcher_id OR v_d.attempts <> p_attempt THEN
+    RETURN 'lost';
+  END IF;
+  v_status := CASE WHEN p_succeeded THEN 'succeeded'
+                   WHEN now() - v_d.window_started_at >= p_give_up_after THEN 'failed'
+                   ELSE 'pending' END;
+  UPDATE public.webhook_deliveries d SET
+    status = v_status,
+    due_at = CASE WHEN v_status = 'pending'
+                  THEN now() + make_interval(secs => least(p_retry_base_seconds * 2 ^ least(p_attempt - 1, 30),
+                                                           p_retry_max_seconds) * (0.5 + random()))
+                  ELSE d.due_at END,
+    completed_at = CASE WHEN v_status = 'pending' THEN NULL ELSE now() END,
+    last_status_code = p_status_code, last_error = left(p_error, 1000), last_latency_ms = greatest(p_latency_ms, 0)
+  WHERE d.id = p_delivery_id;
+  IF p_succeeded THEN
+    UPDATE public.webhook_endpoints e SET failing_since = NULL
+    WHERE e.id = v_d.endpoint_id AND e.failing_since IS NOT NULL;
+  ELSE
+    UPDATE public.webhook_endpoints e SET
+      failing_since = coalesce(e.failing_since, now()),
+      enabled = CASE WHEN e.failing_since < now() - p_disable_after THEN false ELSE e.enabled END,
+      disabled_at = CASE WHEN e.enabled AND e.failing_since < now() - p_disable_after THEN now() ELSE e.disabled_at END,
+      disabled_reason = CASE WHEN e.enabled AND e.failing_since < now() - p_disable_after
+        THEN format('every delivery failed since %s; last error: %s', e.failing_since,
+                    coalesce(left(p_error, 300), 'HTTP ' || p_status_code))
+        ELSE e.disabled_reason END
+    WHERE e.id = v_d.endpoint_id;
+  END IF;
+  RETURN v_status;
+END;
 $$;
 
 
@@ -1576,6 +2069,21 @@ $$;
 
 
 --
+-- Name: storage_object_ingest_trigger(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.storage_object_ingest_trigger() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+  PERFORM app_private.ingest_storage_object(NEW.id, NEW.bucket_id, NEW.name, NEW.owner, NEW.metadata, NEW.version);
+  RETURN NULL;
+END;
+$$;
+
+
+--
 -- Name: sync_block_assets(); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
@@ -1668,6 +2176,22 @@ BEGIN
   END IF;
   RETURN NULL;
 END;
+$$;
+
+
+--
+-- Name: webhook_event_body(uuid); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.webhook_event_body(p_event_id uuid) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  SELECT jsonb_build_object(
+           'id', ev.id, 'type', ev.event_type, 'tenant_id', ev.tenant_id,
+           'timestamp', to_char(ev.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'data', ev.data)::text
+  FROM public.webhook_events ev WHERE ev.id = p_event_id
 $$;
 
 
@@ -1936,6 +2460,58 @@ BEGIN
   INSERT INTO public.tenant_memberships (tenant_id, user_id, role, joined_at)
   VALUES (v_id, v_uid, 'owner', now());
   RETURN v_id;
+END;
+$$;
+
+
+--
+-- Name: create_webhook_endpoint(uuid, text, text[], text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.create_webhook_endpoint(tenant_id uuid, url text, event_types text[] DEFAULT '{}'::text[], description text DEFAULT ''::text) RETURNS TABLE(endpoint_id uuid, secret text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_id uuid;
+  v_secret text := app_private.new_webhook_secret();
+BEGIN
+  IF app.caller_is_api() AND NOT app.has_tenant_role(create_webhook_endpoint.tenant_id, 'admin') THEN
+    RAISE EXCEPTION 'not allowed: only admins of the tenant manage its webhook endpoints' USING ERRCODE = '42501';
+  END IF;
+  PERFORM app_private.check_webhook_settings(create_webhook_endpoint.url, create_webhook_endpoint.event_types);
+  -- Each endpoint multiplies every event of the tenant into one more delivery for the shared
+  -- dispatchers: the count per tenant is bounded so that one tenant cannot crowd out the others.
+  -- (Two concurrent creations count in turn: the tenant row is locked, in a mode that rows
+  -- referencing the tenant do not wait for.)
+  PERFORM 1 FROM public.tenants t WHERE t.id = create_webhook_endpoint.tenant_id FOR NO KEY UPDATE;
+  IF (SELECT count(*) FROM public.webhook_endpoints e WHERE e.tenant_id = create_webhook_endpoint.tenant_id)
+     >= app_private.max_webhook_endpoints_per_tenant() THEN
+    RAISE EXCEPTION 'a tenant may have at most % webhook endpoints', app_private.max_webhook_endpoints_per_tenant()
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO public.webhook_endpoints (tenant_id, url, event_types, description)
+  VALUES (create_webhook_endpoint.tenant_id, create_webhook_endpoint.url,
+          coalesce(create_webhook_endpoint.event_types, '{}'), coalesce(create_webhook_endpoint.description, ''))
+  RETURNING id INTO v_id;
+  INSERT INTO app_private.webhook_secrets (endpoint_id, secret) VALUES (v_id, v_secret);
+  RETURN QUERY SELECT v_id, v_secret;
+END;
+$$;
+
+
+--
+-- Name: delete_webhook_endpoint(uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.delete_webhook_endpoint(endpoint_id uuid) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+  PERFORM app_private.managed_endpoint_tenant(delete_webhook_endpoint.endpoint_id);
+  DELETE FROM public.webhook_endpoints e WHERE e.id = delete_webhook_endpoint.endpoint_id;
+  RETURN FOUND;
 END;
 $$;
 
@@ -2227,6 +2803,57 @@ $$;
 
 
 --
+-- Name: replay_webhook_events(uuid, uuid, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.replay_webhook_events(endpoint_id uuid DEFAULT NULL::uuid, event_id uuid DEFAULT NULL::uuid, since timestamp with time zone DEFAULT NULL::timestamp with time zone, until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_tenant uuid;
+  v_count integer;
+BEGIN
+  IF replay_webhook_events.event_id IS NULL AND (replay_webhook_events.endpoint_id IS NULL OR replay_webhook_events.since IS NULL) THEN
+    RAISE EXCEPTION 'name an event_id, or an endpoint_id and a since time' USING ERRCODE = '22023';
+  END IF;
+  IF replay_webhook_events.endpoint_id IS NOT NULL THEN
+    v_tenant := app_private.managed_endpoint_tenant(replay_webhook_events.endpoint_id);
+  END IF;
+  IF replay_webhook_events.event_id IS NOT NULL THEN
+    SELECT ev.tenant_id INTO v_tenant FROM public.webhook_events ev
+    WHERE ev.id = replay_webhook_events.event_id AND (v_tenant IS NULL OR ev.tenant_id = v_tenant);
+    IF v_tenant IS NULL OR (app.caller_is_api() AND NOT app.has_tenant_role(v_tenant, 'admin')) THEN
+      RAISE EXCEPTION 'webhook event % not found', replay_webhook_events.event_id USING ERRCODE = 'PT404';
+    END IF;
+  END IF;
+  WITH wanted AS (
+    SELECT ev.id AS event_id, e.id AS endpoint_id, e.tenant_id
+    FROM public.webhook_events ev
+    JOIN public.webhook_endpoints e ON e.tenant_id = ev.tenant_id
+    WHERE ev.tenant_id = v_tenant
+      AND (replay_webhook_events.event_id IS NULL OR ev.id = replay_webhook_events.event_id)
+      AND (replay_webhook_events.since IS NULL OR ev.created_at >= replay_webhook_events.since)
+      AND (replay_webhook_events.until IS NULL OR ev.created_at < replay_webhook_events.until)
+      AND (replay_webhook_events.endpoint_id IS NULL OR e.id = replay_webhook_events.endpoint_id)
+      AND (e.event_types = '{}' OR ev.event_type = ANY (e.event_types))
+  ), queued AS (
+    INSERT INTO public.webhook_deliveries AS d (tenant_id, event_id, endpoint_id)
+    SELECT w.tenant_id, w.event_id, w.endpoint_id FROM wanted w
+    ON CONFLICT ON CONSTRAINT webhook_deliveries_event_endpoint_key DO UPDATE SET
+      status = 'pending', attempts = 0, due_at = now(), window_started_at = now(), completed_at = NULL,
+      dispatcher_id = NULL
+    WHERE d.status <> 'delivering'
+    RETURNING 1
+  )
+  SELECT count(*) INTO v_count FROM queued;
+  PERFORM pg_notify('contentforge_events', '');
+  RETURN v_count;
+END;
+$$;
+
+
+--
 -- Name: retry_asset_job(uuid); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2253,6 +2880,33 @@ BEGIN
     RETURN true;
   END IF;
   RETURN false;
+END;
+$$;
+
+
+--
+-- Name: rotate_webhook_secret(uuid, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.rotate_webhook_secret(endpoint_id uuid, overlap_seconds integer DEFAULT 86400) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_secret text := app_private.new_webhook_secret();
+BEGIN
+  PERFORM app_private.managed_endpoint_tenant(rotate_webhook_secret.endpoint_id);
+  IF rotate_webhook_secret.overlap_seconds IS NULL OR rotate_webhook_secret.overlap_seconds NOT BETWEEN 0 AND 604800 THEN
+    RAISE EXCEPTION 'overlap_seconds must be between 0 and 604800 (a week)' USING ERRCODE = '22023';
+  END IF;
+  UPDATE app_private.webhook_secrets s
+  SET expires_at = least(coalesce(s.expires_at, 'infinity'),
+                         now() + make_interval(secs => rotate_webhook_secret.overlap_seconds))
+  WHERE s.endpoint_id = rotate_webhook_secret.endpoint_id;
+  DELETE FROM app_private.webhook_secrets s
+  WHERE s.endpoint_id = rotate_webhook_secret.endpoint_id AND s.expires_at <= now();
+  INSERT INTO app_private.webhook_secrets (endpoint_id, secret) VALUES (rotate_webhook_secret.endpoint_id, v_secret);
+  RETURN v_secret;
 END;
 $$;
 
@@ -2425,6 +3079,35 @@ $$;
 
 
 --
+-- Name: update_webhook_endpoint(uuid, text, text[], boolean, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.update_webhook_endpoint(endpoint_id uuid, url text DEFAULT NULL::text, event_types text[] DEFAULT NULL::text[], enabled boolean DEFAULT NULL::boolean, description text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+  PERFORM app_private.managed_endpoint_tenant(update_webhook_endpoint.endpoint_id);
+  PERFORM app_private.check_webhook_settings(update_webhook_endpoint.url, update_webhook_endpoint.event_types);
+  UPDATE public.webhook_endpoints e SET
+    url = coalesce(update_webhook_endpoint.url, e.url),
+    event_types = coalesce(update_webhook_endpoint.event_types, e.event_types),
+    description = coalesce(update_webhook_endpoint.description, e.description),
+    enabled = coalesce(update_webhook_endpoint.enabled, e.enabled),
+    failing_since = CASE WHEN update_webhook_endpoint.enabled THEN NULL ELSE e.failing_since END,
+    disabled_at = CASE WHEN update_webhook_endpoint.enabled THEN NULL
+                       WHEN update_webhook_endpoint.enabled = false THEN coalesce(e.disabled_at, now())
+                       ELSE e.disabled_at END,
+    disabled_reason = CASE WHEN update_webhook_endpoint.enabled THEN NULL
+                           WHEN update_webhook_endpoint.enabled = false AND e.enabled THEN 'disabled by request'
+                           ELSE e.disabled_reason END
+  WHERE e.id = update_webhook_endpoint.endpoint_id;
+  RETURN FOUND;
+END;
+$$;
+
+
+--
 -- Name: analytics_refreshes; Type: TABLE; Schema: app_private; Owner: -
 --
 
@@ -2514,6 +3197,56 @@ ALTER TABLE app_private.scheduler_runs ALTER COLUMN id ADD GENERATED ALWAYS AS I
 
 
 --
+-- Name: storage_ingest_rules; Type: TABLE; Schema: app_private; Owner: -
+--
+
+CREATE TABLE app_private.storage_ingest_rules (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    bucket_id text NOT NULL,
+    path_prefix text DEFAULT ''::text NOT NULL,
+    tenant_id uuid,
+    job_types text[] NOT NULL,
+    params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority integer DEFAULT 5 NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT storage_ingest_rules_job_types_check CHECK ((cardinality(job_types) > 0)),
+    CONSTRAINT storage_ingest_rules_params_check CHECK ((jsonb_typeof(params) = 'object'::text)),
+    CONSTRAINT storage_ingest_rules_priority_check CHECK (((priority >= 1) AND (priority <= 10)))
+);
+
+
+--
+-- Name: storage_object_ingests; Type: TABLE; Schema: app_private; Owner: -
+--
+
+CREATE TABLE app_private.storage_object_ingests (
+    bucket_id text NOT NULL,
+    object_name text NOT NULL,
+    version text NOT NULL,
+    object_id uuid NOT NULL,
+    rule_id uuid,
+    asset_id uuid,
+    skipped_reason text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: webhook_secrets; Type: TABLE; Schema: app_private; Owner: -
+--
+
+CREATE TABLE app_private.webhook_secrets (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    endpoint_id uuid NOT NULL,
+    secret text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone,
+    CONSTRAINT webhook_secrets_secret_check CHECK ((secret ~~ 'whsec\_%'::text))
+);
+
+
+--
 -- Name: users; Type: TABLE; Schema: auth; Owner: -
 --
 
@@ -2537,42 +3270,6 @@ CREATE TABLE contentforge_meta.schema_migrations (
     checksum text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL,
     execution_ms integer NOT NULL
-);
-
-
---
--- Name: assets; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.assets (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    tenant_id uuid NOT NULL,
-    creator_id uuid,
-    original_filename text NOT NULL,
-    file_type public.asset_type_enum NOT NULL,
-    mime_type text NOT NULL,
-    file_size bigint NOT NULL,
-    storage_bucket text DEFAULT 'assets'::text NOT NULL,
-    storage_path text NOT NULL,
-    public_url text,
-    processing_status public.asset_status_enum DEFAULT 'uploading'::public.asset_status_enum NOT NULL,
-    processing_progress integer DEFAULT 0 NOT NULL,
-    processing_error text,
-    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
-    variants jsonb DEFAULT '{}'::jsonb NOT NULL,
-    duration_seconds numeric,
-    transcript_text text,
-    transcript_language text,
-    transcript_vector tsvector GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, COALESCE(transcript_text, ''::text))) STORED,
-    access_count bigint DEFAULT 0 NOT NULL,
-    last_accessed_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT assets_duration_seconds_check CHECK ((duration_seconds >= (0)::numeric)),
-    CONSTRAINT assets_file_size_check CHECK ((file_size >= 0)),
-    CONSTRAINT assets_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
-    CONSTRAINT assets_processing_progress_check CHECK (((processing_progress >= 0) AND (processing_progress <= 100))),
-    CONSTRAINT assets_variants_check CHECK ((jsonb_typeof(variants) = 'object'::text))
 );
 
 
@@ -2948,6 +3645,106 @@ CREATE TABLE public.user_profiles (
 
 
 --
+-- Name: webhook_deliveries; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_deliveries (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    tenant_id uuid NOT NULL,
+    event_id uuid NOT NULL,
+    endpoint_id uuid NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    window_started_at timestamp with time zone DEFAULT now() NOT NULL,
+    due_at timestamp with time zone DEFAULT now() NOT NULL,
+    dispatcher_id text,
+    last_status_code integer,
+    last_error text,
+    last_latency_ms integer,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    completed_at timestamp with time zone,
+    CONSTRAINT webhook_deliveries_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivering'::text, 'succeeded'::text, 'failed'::text])))
+)
+WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02');
+
+
+--
+-- Name: webhook_delivery_attempts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_delivery_attempts (
+    id bigint NOT NULL,
+    tenant_id uuid NOT NULL,
+    delivery_id uuid NOT NULL,
+    event_id uuid NOT NULL,
+    endpoint_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    succeeded boolean NOT NULL,
+    status_code integer,
+    latency_ms integer NOT NULL,
+    error text,
+    response_excerpt text,
+    dispatcher_id text NOT NULL,
+    attempted_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: webhook_delivery_attempts_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_delivery_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhook_delivery_attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: webhook_endpoints; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_endpoints (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    tenant_id uuid NOT NULL,
+    url text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    event_types text[] DEFAULT '{}'::text[] NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    failing_since timestamp with time zone,
+    disabled_at timestamp with time zone,
+    disabled_reason text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT webhook_endpoints_description_check CHECK ((char_length(description) <= 500)),
+    CONSTRAINT webhook_endpoints_event_types_check CHECK ((event_types <@ app.webhook_event_types())),
+    CONSTRAINT webhook_endpoints_url_check CHECK (((url ~* '^https?://[^/?#@\s]+([/?#]\S*)?$'::text) AND (char_length(url) <= 2000)))
+);
+
+
+--
+-- Name: webhook_events; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_events (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    tenant_id uuid NOT NULL,
+    event_type text NOT NULL,
+    asset_id uuid,
+    job_id uuid,
+    data jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT webhook_events_data_check CHECK ((jsonb_typeof(data) = 'object'::text)),
+    CONSTRAINT webhook_events_event_type_check CHECK ((event_type = ANY (ARRAY['job.completed'::text, 'job.failed'::text, 'asset.processing_started'::text, 'asset.metadata_available'::text, 'asset.ready'::text, 'asset.failed'::text])))
+);
+
+
+--
 -- Name: content_engagement_default; Type: TABLE ATTACH; Schema: public; Owner: -
 --
 
@@ -3016,6 +3813,38 @@ ALTER TABLE ONLY app_private.job_types
 
 ALTER TABLE ONLY app_private.scheduler_runs
     ADD CONSTRAINT scheduler_runs_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: storage_ingest_rules storage_ingest_rules_bucket_id_path_prefix_key; Type: CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.storage_ingest_rules
+    ADD CONSTRAINT storage_ingest_rules_bucket_id_path_prefix_key UNIQUE (bucket_id, path_prefix);
+
+
+--
+-- Name: storage_ingest_rules storage_ingest_rules_pkey; Type: CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.storage_ingest_rules
+    ADD CONSTRAINT storage_ingest_rules_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: storage_object_ingests storage_object_ingests_pkey; Type: CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.storage_object_ingests
+    ADD CONSTRAINT storage_object_ingests_pkey PRIMARY KEY (bucket_id, object_name, version);
+
+
+--
+-- Name: webhook_secrets webhook_secrets_pkey; Type: CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.webhook_secrets
+    ADD CONSTRAINT webhook_secrets_pkey PRIMARY KEY (id);
 
 
 --
@@ -3467,6 +4296,54 @@ ALTER TABLE ONLY public.user_profiles
 
 
 --
+-- Name: webhook_deliveries webhook_deliveries_event_endpoint_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_event_endpoint_key UNIQUE (event_id, endpoint_id);
+
+
+--
+-- Name: webhook_deliveries webhook_deliveries_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: webhook_delivery_attempts webhook_delivery_attempts_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_delivery_attempts
+    ADD CONSTRAINT webhook_delivery_attempts_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: webhook_endpoints webhook_endpoints_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: webhook_endpoints webhook_endpoints_tenant_id_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_tenant_id_id_key UNIQUE (tenant_id, id);
+
+
+--
+-- Name: webhook_events webhook_events_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: content_performance_summary_pk; Type: INDEX; Schema: app_private; Owner: -
 --
 
@@ -3499,6 +4376,34 @@ CREATE UNIQUE INDEX scheduler_runs_due_idx ON app_private.scheduler_runs USING b
 --
 
 CREATE INDEX scheduler_runs_task_idx ON app_private.scheduler_runs USING btree (task, started_at DESC);
+
+
+--
+-- Name: storage_ingest_rules_tenant_idx; Type: INDEX; Schema: app_private; Owner: -
+--
+
+CREATE INDEX storage_ingest_rules_tenant_idx ON app_private.storage_ingest_rules USING btree (tenant_id);
+
+
+--
+-- Name: storage_object_ingests_asset_idx; Type: INDEX; Schema: app_private; Owner: -
+--
+
+CREATE INDEX storage_object_ingests_asset_idx ON app_private.storage_object_ingests USING btree (asset_id);
+
+
+--
+-- Name: storage_object_ingests_rule_idx; Type: INDEX; Schema: app_private; Owner: -
+--
+
+CREATE INDEX storage_object_ingests_rule_idx ON app_private.storage_object_ingests USING btree (rule_id);
+
+
+--
+-- Name: webhook_secrets_endpoint_idx; Type: INDEX; Schema: app_private; Owner: -
+--
+
+CREATE INDEX webhook_secrets_endpoint_idx ON app_private.webhook_secrets USING btree (endpoint_id, created_at);
 
 
 --
@@ -3992,6 +4897,48 @@ CREATE INDEX tenant_memberships_user_idx ON public.tenant_memberships USING btre
 
 
 --
+-- Name: webhook_attempts_delivery_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_attempts_delivery_idx ON public.webhook_delivery_attempts USING btree (delivery_id, attempt);
+
+
+--
+-- Name: webhook_attempts_tenant_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_attempts_tenant_idx ON public.webhook_delivery_attempts USING btree (tenant_id, attempted_at);
+
+
+--
+-- Name: webhook_deliveries_due_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_deliveries_due_idx ON public.webhook_deliveries USING btree (due_at) WHERE (status = ANY (ARRAY['pending'::text, 'delivering'::text]));
+
+
+--
+-- Name: webhook_deliveries_endpoint_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_deliveries_endpoint_idx ON public.webhook_deliveries USING btree (tenant_id, endpoint_id, created_at);
+
+
+--
+-- Name: webhook_events_created_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_events_created_idx ON public.webhook_events USING btree (created_at);
+
+
+--
+-- Name: webhook_events_tenant_created_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_events_tenant_created_idx ON public.webhook_events USING btree (tenant_id, created_at);
+
+
+--
 -- Name: content_engagement_default_created_at_idx; Type: INDEX ATTACH; Schema: public; Owner: -
 --
 
@@ -4034,10 +4981,31 @@ ALTER INDEX public.engagement_user_time_idx ATTACH PARTITION public.content_enga
 
 
 --
+-- Name: storage_ingest_rules storage_ingest_rules_check; Type: TRIGGER; Schema: app_private; Owner: -
+--
+
+CREATE TRIGGER storage_ingest_rules_check BEFORE INSERT OR UPDATE ON app_private.storage_ingest_rules FOR EACH ROW EXECUTE FUNCTION app_private.check_storage_ingest_rule();
+
+
+--
 -- Name: users contentforge_create_profile; Type: TRIGGER; Schema: auth; Owner: -
 --
 
 CREATE TRIGGER contentforge_create_profile AFTER INSERT ON auth.users FOR EACH ROW EXECUTE FUNCTION app_private.handle_new_user();
+
+
+--
+-- Name: assets assets_events_insert; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER assets_events_insert AFTER INSERT ON public.assets DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN ((new.processing_status = ANY (ARRAY['processing'::public.asset_status_enum, 'ready'::public.asset_status_enum, 'failed'::public.asset_status_enum]))) EXECUTE FUNCTION app_private.asset_events();
+
+
+--
+-- Name: assets assets_events_update; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER assets_events_update AFTER UPDATE OF processing_status ON public.assets DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (((old.processing_status IS DISTINCT FROM new.processing_status) AND (new.processing_status = ANY (ARRAY['processing'::public.asset_status_enum, 'ready'::public.asset_status_enum, 'failed'::public.asset_status_enum])))) EXECUTE FUNCTION app_private.asset_events();
 
 
 --
@@ -4073,6 +5041,13 @@ CREATE TRIGGER content_sync_block_assets AFTER INSERT OR UPDATE OF blocks ON pub
 --
 
 CREATE TRIGGER drop_rollups AFTER DELETE ON public.content REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION app_private.drop_rollups_of_deleted_content();
+
+
+--
+-- Name: asset_processing_jobs jobs_events; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER jobs_events AFTER UPDATE OF status ON public.asset_processing_jobs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) AND (new.status = ANY (ARRAY['completed'::text, 'failed'::text])))) EXECUTE FUNCTION app_private.job_events();
 
 
 --
@@ -4181,6 +5156,20 @@ CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.user_profiles FOR EACH ROW
 
 
 --
+-- Name: webhook_deliveries set_updated_at; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.webhook_deliveries FOR EACH ROW EXECUTE FUNCTION app_private.set_updated_at();
+
+
+--
+-- Name: webhook_endpoints set_updated_at; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON public.webhook_endpoints FOR EACH ROW EXECUTE FUNCTION app_private.set_updated_at();
+
+
+--
 -- Name: comment_likes trigger_update_like_count; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -4202,11 +5191,42 @@ CREATE TRIGGER trigger_update_tag_usage AFTER INSERT OR DELETE OR UPDATE OF tag_
 
 
 --
+-- Name: webhook_events webhook_events_fan_out; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER webhook_events_fan_out AFTER INSERT ON public.webhook_events FOR EACH ROW EXECUTE FUNCTION app_private.fan_out_event();
+
+
+--
 -- Name: job_params job_params_job_type_fkey; Type: FK CONSTRAINT; Schema: app_private; Owner: -
 --
 
 ALTER TABLE ONLY app_private.job_params
     ADD CONSTRAINT job_params_job_type_fkey FOREIGN KEY (job_type) REFERENCES app_private.job_types(job_type) ON DELETE CASCADE;
+
+
+--
+-- Name: storage_ingest_rules storage_ingest_rules_tenant_id_fkey; Type: FK CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.storage_ingest_rules
+    ADD CONSTRAINT storage_ingest_rules_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
+
+
+--
+-- Name: storage_object_ingests storage_object_ingests_rule_id_fkey; Type: FK CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.storage_object_ingests
+    ADD CONSTRAINT storage_object_ingests_rule_id_fkey FOREIGN KEY (rule_id) REFERENCES app_private.storage_ingest_rules(id) ON DELETE SET NULL;
+
+
+--
+-- Name: webhook_secrets webhook_secrets_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.webhook_secrets
+    ADD CONSTRAINT webhook_secrets_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES public.webhook_endpoints(id) ON DELETE CASCADE;
 
 
 --
@@ -4594,6 +5614,46 @@ ALTER TABLE ONLY public.user_profiles
 
 
 --
+-- Name: webhook_deliveries webhook_deliveries_event_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_event_id_fkey FOREIGN KEY (event_id) REFERENCES public.webhook_events(id) ON DELETE CASCADE;
+
+
+--
+-- Name: webhook_deliveries webhook_deliveries_tenant_id_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_tenant_id_endpoint_id_fkey FOREIGN KEY (tenant_id, endpoint_id) REFERENCES public.webhook_endpoints(tenant_id, id) ON DELETE CASCADE;
+
+
+--
+-- Name: webhook_delivery_attempts webhook_delivery_attempts_delivery_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_delivery_attempts
+    ADD CONSTRAINT webhook_delivery_attempts_delivery_id_fkey FOREIGN KEY (delivery_id) REFERENCES public.webhook_deliveries(id) ON DELETE CASCADE;
+
+
+--
+-- Name: webhook_endpoints webhook_endpoints_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
+
+
+--
+-- Name: webhook_events webhook_events_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
+
+
+--
 -- Name: analytics_refreshes; Type: ROW SECURITY; Schema: app_private; Owner: -
 --
 
@@ -4640,6 +5700,24 @@ ALTER TABLE app_private.job_types ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE app_private.scheduler_runs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: storage_ingest_rules; Type: ROW SECURITY; Schema: app_private; Owner: -
+--
+
+ALTER TABLE app_private.storage_ingest_rules ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: storage_object_ingests; Type: ROW SECURITY; Schema: app_private; Owner: -
+--
+
+ALTER TABLE app_private.storage_object_ingests ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_secrets; Type: ROW SECURITY; Schema: app_private; Owner: -
+--
+
+ALTER TABLE app_private.webhook_secrets ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: schema_migrations; Type: ROW SECURITY; Schema: contentforge_meta; Owner: -
@@ -5282,6 +6360,58 @@ CREATE POLICY user_profiles_update_own ON public.user_profiles FOR UPDATE TO aut
 
 
 --
+-- Name: webhook_delivery_attempts webhook_attempts_select_admin; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY webhook_attempts_select_admin ON public.webhook_delivery_attempts FOR SELECT TO authenticated USING ((tenant_id = ANY (( SELECT app.my_tenant_ids('admin'::text) AS my_tenant_ids)::uuid[])));
+
+
+--
+-- Name: webhook_deliveries; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_deliveries ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_deliveries webhook_deliveries_select_admin; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY webhook_deliveries_select_admin ON public.webhook_deliveries FOR SELECT TO authenticated USING ((tenant_id = ANY (( SELECT app.my_tenant_ids('admin'::text) AS my_tenant_ids)::uuid[])));
+
+
+--
+-- Name: webhook_delivery_attempts; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_delivery_attempts ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_endpoints; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_endpoints ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_endpoints webhook_endpoints_select_admin; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY webhook_endpoints_select_admin ON public.webhook_endpoints FOR SELECT TO authenticated USING ((tenant_id = ANY (( SELECT app.my_tenant_ids('admin'::text) AS my_tenant_ids)::uuid[])));
+
+
+--
+-- Name: webhook_events; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_events ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_events webhook_events_select_admin; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY webhook_events_select_admin ON public.webhook_events FOR SELECT TO authenticated USING ((tenant_id = ANY (( SELECT app.my_tenant_ids('admin'::text) AS my_tenant_ids)::uuid[])));
+
+
+--
 -- Name: SCHEMA app; Type: ACL; Schema: -; Owner: -
 --
 
@@ -5409,6 +6539,44 @@ GRANT ALL ON FUNCTION app.validate_blocks(p_blocks jsonb) TO service_role;
 
 
 --
+-- Name: FUNCTION webhook_event_types(); Type: ACL; Schema: app; Owner: -
+--
+
+GRANT ALL ON FUNCTION app.webhook_event_types() TO anon;
+GRANT ALL ON FUNCTION app.webhook_event_types() TO authenticated;
+GRANT ALL ON FUNCTION app.webhook_event_types() TO service_role;
+
+
+--
+-- Name: TABLE assets; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.assets TO authenticated;
+GRANT ALL ON TABLE public.assets TO service_role;
+
+
+--
+-- Name: FUNCTION asset_event_data(p_asset public.assets); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.asset_event_data(p_asset public.assets) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION asset_events(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.asset_events() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION attach_storage_ingest(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.attach_storage_ingest() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION check_job_param_value(p_job_type text, p_field app_private.job_params, p_value jsonb, p_item boolean); Type: ACL; Schema: app_private; Owner: -
 --
 
@@ -5420,6 +6588,13 @@ REVOKE ALL ON FUNCTION app_private.check_job_param_value(p_job_type text, p_fiel
 --
 
 REVOKE ALL ON FUNCTION app_private.check_job_params(p_job_type text, p_params jsonb) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION check_webhook_settings(p_url text, p_event_types text[]); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.check_webhook_settings(p_url text, p_event_types text[]) FROM PUBLIC;
 
 
 --
@@ -5435,6 +6610,13 @@ GRANT ALL ON TABLE public.asset_processing_jobs TO service_role;
 --
 
 REVOKE ALL ON FUNCTION app_private.claim_job(p_worker_id text, p_lease_seconds integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer) FROM PUBLIC;
 
 
 --
@@ -5522,6 +6704,20 @@ REVOKE ALL ON FUNCTION app_private.fail_job(p_job_id uuid, p_worker_id text, p_m
 
 
 --
+-- Name: FUNCTION fan_out_event(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.fan_out_event() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION file_type_of(p_mime text); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.file_type_of(p_mime text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION handle_new_user(); Type: ACL; Schema: app_private; Owner: -
 --
 
@@ -5533,6 +6729,27 @@ REVOKE ALL ON FUNCTION app_private.handle_new_user() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION app_private.heartbeat_job(p_job_id uuid, p_worker_id text, p_lease_seconds integer, p_progress integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION ingest_storage_object(p_object_id uuid, p_bucket_id text, p_name text, p_owner uuid, p_metadata jsonb, p_version text); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.ingest_storage_object(p_object_id uuid, p_bucket_id text, p_name text, p_owner uuid, p_metadata jsonb, p_version text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION job_event_output_limit(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.job_event_output_limit() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION job_events(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.job_events() FROM PUBLIC;
 
 
 --
@@ -5554,6 +6771,27 @@ REVOKE ALL ON FUNCTION app_private.log_content_change() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION app_private.maintain_partitions(p_months_ahead integer, p_retention_months integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION managed_endpoint_tenant(p_endpoint_id uuid); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.managed_endpoint_tenant(p_endpoint_id uuid) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION max_webhook_endpoints_per_tenant(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.max_webhook_endpoints_per_tenant() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION new_webhook_secret(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.new_webhook_secret() FROM PUBLIC;
 
 
 --
@@ -5592,6 +6830,13 @@ REVOKE ALL ON FUNCTION app_private.purge_search_queries(p_retention interval, p_
 
 
 --
+-- Name: FUNCTION purge_webhook_events(p_retention interval, p_batch integer); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.purge_webhook_events(p_retention interval, p_batch integer) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION queue_ready(p_limit integer); Type: ACL; Schema: app_private; Owner: -
 --
 
@@ -5603,6 +6848,13 @@ REVOKE ALL ON FUNCTION app_private.queue_ready(p_limit integer) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION app_private.reclaim_expired_jobs(p_limit integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION record_webhook_attempt(p_delivery_id uuid, p_dispatcher_id text, p_attempt integer, p_succeeded boolean, p_status_code integer, p_latency_ms integer, p_error text, p_response_excerpt text, p_retry_base_seconds double precision, p_retry_max_seconds double precision, p_give_up_after interval, p_disable_after interval); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.record_webhook_attempt(p_delivery_id uuid, p_dispatcher_id text, p_attempt integer, p_succeeded boolean, p_status_code integer, p_latency_ms integer, p_error text, p_response_excerpt text, p_retry_base_seconds double precision, p_retry_max_seconds double precision, p_give_up_after interval, p_disable_after interval) FROM PUBLIC;
 
 
 --
@@ -5655,6 +6907,13 @@ REVOKE ALL ON FUNCTION app_private.set_updated_at() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION storage_object_ingest_trigger(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.storage_object_ingest_trigger() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION sync_block_assets(); Type: ACL; Schema: app_private; Owner: -
 --
 
@@ -5680,6 +6939,13 @@ REVOKE ALL ON FUNCTION app_private.update_comment_reply_count() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION app_private.update_tag_usage_count() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION webhook_event_body(p_event_id uuid); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.webhook_event_body(p_event_id uuid) FROM PUBLIC;
 
 
 --
@@ -5724,6 +6990,24 @@ GRANT ALL ON FUNCTION public.content_performance(p_tenant_id uuid) TO service_ro
 REVOKE ALL ON FUNCTION public.create_tenant(p_name text, p_slug text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.create_tenant(p_name text, p_slug text) TO authenticated;
 GRANT ALL ON FUNCTION public.create_tenant(p_name text, p_slug text) TO service_role;
+
+
+--
+-- Name: FUNCTION create_webhook_endpoint(tenant_id uuid, url text, event_types text[], description text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.create_webhook_endpoint(tenant_id uuid, url text, event_types text[], description text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.create_webhook_endpoint(tenant_id uuid, url text, event_types text[], description text) TO authenticated;
+GRANT ALL ON FUNCTION public.create_webhook_endpoint(tenant_id uuid, url text, event_types text[], description text) TO service_role;
+
+
+--
+-- Name: FUNCTION delete_webhook_endpoint(endpoint_id uuid); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.delete_webhook_endpoint(endpoint_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.delete_webhook_endpoint(endpoint_id uuid) TO authenticated;
+GRANT ALL ON FUNCTION public.delete_webhook_endpoint(endpoint_id uuid) TO service_role;
 
 
 --
@@ -5793,12 +7077,30 @@ GRANT ALL ON FUNCTION public.get_current_tenant_id() TO service_role;
 
 
 --
+-- Name: FUNCTION replay_webhook_events(endpoint_id uuid, event_id uuid, since timestamp with time zone, until timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.replay_webhook_events(endpoint_id uuid, event_id uuid, since timestamp with time zone, until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.replay_webhook_events(endpoint_id uuid, event_id uuid, since timestamp with time zone, until timestamp with time zone) TO authenticated;
+GRANT ALL ON FUNCTION public.replay_webhook_events(endpoint_id uuid, event_id uuid, since timestamp with time zone, until timestamp with time zone) TO service_role;
+
+
+--
 -- Name: FUNCTION retry_asset_job(job_id uuid); Type: ACL; Schema: public; Owner: -
 --
 
 REVOKE ALL ON FUNCTION public.retry_asset_job(job_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.retry_asset_job(job_id uuid) TO authenticated;
 GRANT ALL ON FUNCTION public.retry_asset_job(job_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION rotate_webhook_secret(endpoint_id uuid, overlap_seconds integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.rotate_webhook_secret(endpoint_id uuid, overlap_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.rotate_webhook_secret(endpoint_id uuid, overlap_seconds integer) TO authenticated;
+GRANT ALL ON FUNCTION public.rotate_webhook_secret(endpoint_id uuid, overlap_seconds integer) TO service_role;
 
 
 --
@@ -5831,11 +7133,12 @@ GRANT ALL ON FUNCTION public.update_content_progress(p_content_id uuid, p_progre
 
 
 --
--- Name: TABLE assets; Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION update_webhook_endpoint(endpoint_id uuid, url text, event_types text[], enabled boolean, description text); Type: ACL; Schema: public; Owner: -
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.assets TO authenticated;
-GRANT ALL ON TABLE public.assets TO service_role;
+REVOKE ALL ON FUNCTION public.update_webhook_endpoint(endpoint_id uuid, url text, event_types text[], enabled boolean, description text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.update_webhook_endpoint(endpoint_id uuid, url text, event_types text[], enabled boolean, description text) TO authenticated;
+GRANT ALL ON FUNCTION public.update_webhook_endpoint(endpoint_id uuid, url text, event_types text[], enabled boolean, description text) TO service_role;
 
 
 --
@@ -5985,6 +7288,38 @@ GRANT ALL ON TABLE public.tenants TO service_role;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.user_profiles TO authenticated;
 GRANT ALL ON TABLE public.user_profiles TO service_role;
+
+
+--
+-- Name: TABLE webhook_deliveries; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.webhook_deliveries TO authenticated;
+GRANT ALL ON TABLE public.webhook_deliveries TO service_role;
+
+
+--
+-- Name: TABLE webhook_delivery_attempts; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.webhook_delivery_attempts TO authenticated;
+GRANT ALL ON TABLE public.webhook_delivery_attempts TO service_role;
+
+
+--
+-- Name: TABLE webhook_endpoints; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.webhook_endpoints TO authenticated;
+GRANT ALL ON TABLE public.webhook_endpoints TO service_role;
+
+
+--
+-- Name: TABLE webhook_events; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.webhook_events TO authenticated;
+GRANT ALL ON TABLE public.webhook_events TO service_role;
 
 
 --

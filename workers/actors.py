@@ -45,6 +45,7 @@ from workers.claim import AssetUpdate, ClaimedJob, JobStore, retry_delay
 from workers.limits import media_limits
 from workers.middleware import JobRecord, job_context
 from workers.scratch import SCRATCH_PREFIX, remove_scratch_of_dead_workers
+from workers.supabase_source import ObjectNotYetReadable, SupabaseSource
 
 log = get_logger(__name__)
 
@@ -100,6 +101,8 @@ class Runtime:
         self._heartbeat_started = False
         self._scratch_root: Path | None = None
         self._scratch = threading.local()
+        #: Originals uploaded into Supabase Storage (read through its S3 endpoint).
+        self.supabase = SupabaseSource(settings, self.store)
         #: Sends one nudge to this process's queue (set by :func:`declare`); None: no re-nudging.
         self.renudge: Callable[[], Any] | None = None
 
@@ -397,7 +400,16 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
         suffix = PurePosixPath(asset["original_filename"] or "").suffix[:16]
         source = tmp / f"source{suffix}"
         with record.timed("download"):
-            rt.storage.get_file(asset["storage_path"], source)
+            ingested = rt.supabase.object_for(asset) if rt.settings.supabase_s3_endpoint_url else None
+            if ingested is None:
+                rt.storage.get_file(asset["storage_path"], source)
+            else:
+                try:
+                    rt.supabase.bucket(ingested["bucket_id"]).get_file(ingested["object_name"], source)
+                except StorageKeyMissing as exc:
+                    raise ObjectNotYetReadable(
+                        f"Supabase Storage object {ingested['bucket_id']}/{ingested['object_name']} "
+                        "is not readable yet") from exc
     workdir = tmp / "work"
     with record.timed("run"):
         result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,

@@ -45,6 +45,11 @@ CREATE TABLE app_private.job_params (
 ALTER TABLE app_private.job_params ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON app_private.job_params FROM PUBLIC;
 INSERT INTO app_private.job_params (job_type, name, kind, minimum, maximum, max_items, choices, limit_name) VALUES
+  ('metadata', 'source_version', 'string', 1, 200, NULL, NULL, 'MAX_SOURCE_VERSION_LENGTH'),
+  ('optimize', 'source_version', 'string', 1, 200, NULL, NULL, 'MAX_SOURCE_VERSION_LENGTH'),
+  ('thumbnail', 'source_version', 'string', 1, 200, NULL, NULL, 'MAX_SOURCE_VERSION_LENGTH'),
+  ('transcode', 'source_version', 'string', 1, 200, NULL, NULL, 'MAX_SOURCE_VERSION_LENGTH'),
+  ('transcript', 'source_version', 'string', 1, 200, NULL, NULL, 'MAX_SOURCE_VERSION_LENGTH'),
   ('thumbnail', 'widths', 'integer_list', 16, 4096, 12, NULL, 'MAX_VARIANT_WIDTH, MAX_VARIANT_COUNT'),
   ('thumbnail', 'formats', 'string_list', NULL, NULL, 3, '{webp,avif,jpeg}', NULL),
   ('thumbnail', 'storyboard', 'boolean', NULL, NULL, NULL, NULL, NULL),
