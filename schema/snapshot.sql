@@ -6591,6 +6591,13 @@ REVOKE ALL ON FUNCTION app_private.check_job_params(p_job_type text, p_params js
 
 
 --
+-- Name: FUNCTION check_storage_ingest_rule(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.check_storage_ingest_rule() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION check_webhook_settings(p_url text, p_event_types text[]); Type: ACL; Schema: app_private; Owner: -
 --
 

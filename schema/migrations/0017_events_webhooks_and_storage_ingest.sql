@@ -771,5 +771,6 @@ REVOKE ALL ON FUNCTION
                                      double precision, double precision, interval, interval),
   app_private.webhook_event_body(uuid), app_private.purge_webhook_events(interval, integer),
   app_private.file_type_of(text), app_private.ingest_storage_object(uuid, text, text, uuid, jsonb, text),
-  app_private.storage_object_ingest_trigger(), app_private.attach_storage_ingest()
+  app_private.storage_object_ingest_trigger(), app_private.attach_storage_ingest(),
+  app_private.check_storage_ingest_rule()
 FROM PUBLIC;

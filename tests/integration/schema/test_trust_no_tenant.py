@@ -104,7 +104,7 @@ def test_operators_set_fleet_priority_per_job_type_and_per_job(two: Two) -> None
     ("transcode", {"renditions": [144, 240, 360, 480, 720, 1080, 1440, 2160, 1000]},
      ["renditions", "MAX_RENDITIONS_PER_JOB", "4"]),
     ("transcode", {"renditions": [4320]}, ["renditions", "2160", "MAX_RENDITION_HEIGHT"]),
-    ("thumbnail", {"sizes": [320]}, ["sizes", "formats, storyboard, widths"]),
+    ("thumbnail", {"sizes": [320]}, ["sizes", "animation, formats, source_version, storyboard, widths"]),
     ("thumbnail", {"widths": [100000]}, ["widths", "4096", "MAX_VARIANT_WIDTH"]),
     ("transcript", {"engine": "openai-whisper"}, ["engine", "allowed: language"]),
     ("transcript", {"model": "large-v3"}, ["model", "allowed: language"]),
