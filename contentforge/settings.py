@@ -17,6 +17,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs.limits import MediaLimits
+from jobs.transcripts import SpeechDefaults
 
 
 def _url(name: str) -> Any:
@@ -87,6 +88,9 @@ class Settings(BaseSettings):
     transcript_engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     #: Model name or path for the engine; unset picks the engine's default.
     transcript_model: str | None = None
+    #: faster-whisper batched inference: this many 30 s stretches of speech decoded at once
+    #: (1: one after another).
+    transcript_batch_size: int = Field(default=1, ge=1, le=64)
 
     # --- scheduler -------------------------------------------------------------------------
     #: When each task runs: "every <N>s|m|h" or a five-field crontab, in UTC.
@@ -110,6 +114,10 @@ class Settings(BaseSettings):
     failed_asset_retention_days: int = Field(default=7, ge=0)
     #: Search queries (personal data) are kept this many days.
     search_query_retention_days: int = Field(default=90, ge=1)
+
+    def speech_defaults(self) -> SpeechDefaults:
+        return SpeechDefaults(engine=self.transcript_engine, model=self.transcript_model,
+                              batch_size=self.transcript_batch_size)
 
     def media_limits(self) -> MediaLimits:
         return MediaLimits(

@@ -58,12 +58,18 @@ def run_job(
     progress: Progress = no_progress,
     *,
     allow_test_jobs: bool = False,
+    speech: transcripts.SpeechDefaults | None = None,
 ) -> JobResult:
-    """Run one job function: ``source`` and ``params`` in, a ``JobResult`` with files in ``workdir`` out."""
+    """Run one job function: ``source`` and ``params`` in, a ``JobResult`` with files in ``workdir`` out.
+
+    ``speech`` is the operator's choice of speech engine and model for transcripts (from settings).
+    """
     spec = JOB_TYPES.get(job_type)
     if spec is None:
         raise UnknownJobType(f"unknown job type {job_type!r}; known: {', '.join(sorted(JOB_TYPES))}")
     kwargs: dict[str, Any] = {}
     if job_type == "noop":
         kwargs["allow_crash"] = allow_test_jobs
+    elif job_type == "transcript" and speech is not None:
+        kwargs["defaults"] = speech
     return spec.func(source, workdir, dict(params or {}), limits or MediaLimits(), progress, **kwargs)

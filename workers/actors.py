@@ -86,6 +86,7 @@ class Runtime:
         self.settings = settings
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds)
         self.limits = settings.media_limits()
+        self.speech = settings.speech_defaults()
         self.stopping = threading.Event()
         self._active: set[ActiveJob] = set()
         self._lock = threading.Lock()
@@ -373,7 +374,8 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
     workdir = tmp / "work"
     with record.timed("run"):
         result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,
-                                    active.report, allow_test_jobs=rt.settings.allow_test_jobs)
+                                    active.report, allow_test_jobs=rt.settings.allow_test_jobs,
+                                    speech=rt.speech)
     if active.stopped.is_set():
         raise JobStopped(active.reason)
 
