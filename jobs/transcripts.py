@@ -39,9 +39,10 @@ DEFAULT_ENGINE = "faster-whisper"
 #: Whisper models take 16 kHz mono input.
 SAMPLE_RATE = 16000
 #: Longest stretch of audio held in memory and handed to the engine at once, in seconds. Bounds the
-#: job's memory for long recordings: 10 minutes is 38 MB of float32 samples, and faster-whisper's
-#: spectrogram of it about 200 MB at its peak (a 2-hour track at once would need several GB).
-WINDOW_SECONDS = 600
+#: job's memory for long recordings: faster-whisper's VAD and spectrogram of a window need a few
+#: hundred bytes per sample at their peak (measured, bench/RESULTS.md: peak RSS 379 MB with
+#: 2-minute windows, 508 MB with 5-minute ones, 713 MB for a 10-minute track in one piece).
+WINDOW_SECONDS = 120
 #: A window ends at the quietest 100 ms of its last this-many seconds, so no word is cut in half.
 WINDOW_CUT_SEARCH_SECONDS = 20
 #: faster-whisper's Silero VAD: stretches of silence at least this long split speech (ms), and
