@@ -208,7 +208,8 @@ def test_cue_end_within_duration(tmp_path: Path, workdir: Path) -> None:
 
 @pytest.mark.slow
 def test_word_timestamps_on_request(pauses: Path, workdir: Path) -> None:
-    """``{"word_timestamps": true}`` puts each word, in order and within its cue, in the JSON."""
+    """``{"word_timestamps": true}`` puts each word, in order, within its cue and within the
+    speech (none in the silence around it), in the JSON."""
     run_job("transcript", pauses, workdir, {"word_timestamps": True})
     doc = json.loads((workdir / "transcript.json").read_text())
     assert doc["word_timestamps"] is True
@@ -220,6 +221,8 @@ def test_word_timestamps_on_request(pauses: Path, workdir: Path) -> None:
             assert seg["start"] <= w["start"] <= w["end"] <= seg["end"], (seg["start"], w)
     starts = [w["start"] for w in words]
     assert starts == sorted(starts)
+    start, end = _speech_span(pauses, 8, 8)
+    assert all(start - 0.5 <= w["start"] and w["end"] <= end + 0.5 for w in words), words
     plain = run_job("transcript", pauses, workdir, {})
     assert all("words" not in s for s in json.loads(plain.outputs[2].path.read_text())["segments"])
 
