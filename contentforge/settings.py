@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     transcript_engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     #: Model name or path for the engine; unset picks the engine's default.
     transcript_model: str | None = None
+    #: faster-whisper batched inference: this many 30 s stretches of speech decoded at once
+    #: (1: one after another).
+    transcript_batch_size: int = Field(default=1, ge=1, le=64)
 
     # --- scheduler -------------------------------------------------------------------------
     #: When each task runs: "every <N>s|m|h" or a five-field crontab, in UTC.

@@ -173,18 +173,19 @@ def run_transcode(
     progress: Progress,
     info: probe.MediaInfo,
 ) -> JobResult:
-    """``audio.m4a`` (AAC) and ``audio.opus`` (Opus), both normalised to the loudness target."""
+    """``audio.m4a`` (AAC) and ``audio.opus`` (Opus), both normalised to the loudness target; a
+    silent recording (nothing above loudnorm's gate) is encoded as it is."""
     target = parse_target(params)
     timer = ffmpeg.Timer(limits.max_process_seconds)
     demuxer = info.sniffed.decoder or ""
     measured = measure_loudness(source, demuxer, target, timeout=timer.remaining(),
                                 duration=info.duration, progress=lambda f: progress(0.4 * f))
-    if is_silent(measured):
-        raise PermanentJobError("the audio is silent: there is no loudness to normalise")
+    silent = is_silent(measured)  # silence is not an error: there is just nothing to normalise
     channels = min(2, (info.audio or {}).get("channels") or 2)
-    normalised = ffmpeg.input_stream(source, demuxer).audio.filter(
-        "loudnorm", **normalise_args(target, measured)
-    ).filter("aresample", 48000).filter_multi_output("asplit", 2)
+    sound = ffmpeg.input_stream(source, demuxer).audio
+    if not silent:
+        sound = sound.filter("loudnorm", **normalise_args(target, measured))
+    normalised = sound.filter("aresample", 48000).filter_multi_output("asplit", 2)
     m4a, opus = workdir / "audio.m4a", workdir / "audio.opus"
     common = {"ac": channels, "map_metadata": -1, "fs": limits.max_output_bytes}
     graph = ffmpeg_python.merge_outputs(
@@ -210,8 +211,10 @@ def run_transcode(
             "source": "audio",
             "duration": info.duration,
             "loudness_target_lufs": target,
-            "input_loudness_lufs": measured["input_i"],
-            "input_true_peak_dbtp": measured["input_tp"],
-            "input_loudness_range_lu": measured["input_lra"],
+            "audio_normalised": not silent,
+            "input_loudness_lufs": None if silent else measured["input_i"],
+            # loudnorm reports -inf for digital silence, which JSON cannot carry.
+            "input_true_peak_dbtp": None if silent else measured["input_tp"],
+            "input_loudness_range_lu": None if silent else measured["input_lra"],
         },
     )

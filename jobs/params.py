@@ -98,6 +98,8 @@ PARAMS: dict[str, dict[str, Field]] = {
         "source_version": _SOURCE_VERSION,
         "language": Field("string", MIN_LANGUAGE_CODE_LENGTH, MAX_LANGUAGE_CODE_LENGTH,
                           limit="MIN_LANGUAGE_CODE_LENGTH, MAX_LANGUAGE_CODE_LENGTH"),
+        # Word-level start and end times in transcript.json (default false).
+        "word_timestamps": Field("boolean"),
     },
     "noop": {
         "sleep_seconds": Field("number", 0, MAX_NOOP_SLEEP_SECONDS, limit="MAX_NOOP_SLEEP_SECONDS"),

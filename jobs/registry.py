@@ -59,12 +59,11 @@ def run_job(
     progress: Progress = no_progress,
     *,
     allow_test_jobs: bool = False,
-    operator_params: dict[str, Any] | None = None,
+    speech: transcripts.SpeechDefaults | None = None,
 ) -> JobResult:
     """Run one job function: ``source`` and ``params`` in, a ``JobResult`` with files in ``workdir`` out.
 
-    ``params`` (the enqueuer's) must fit the job type's schema (``jobs.params``); ``operator_params``
-    (the worker's settings, such as the transcript engine and model) are added after that check.
+    ``speech`` is the operator's choice of speech engine and model for transcripts (from settings).
     """
     spec = JOB_TYPES.get(job_type)
     if spec is None:
@@ -74,5 +73,6 @@ def run_job(
     kwargs: dict[str, Any] = {}
     if job_type == "noop":
         kwargs["allow_crash"] = allow_test_jobs
-    return spec.func(source, workdir, {**params, **(operator_params or {})}, limits or MediaLimits(), progress,
-                     **kwargs)
+    elif job_type == "transcript" and speech is not None:
+        kwargs["defaults"] = speech
+    return spec.func(source, workdir, dict(params), limits or MediaLimits(), progress, **kwargs)

@@ -1864,6 +1864,12 @@ CREATE FUNCTION app_private.roll_up_asset(p_tenant_id uuid, p_asset_id uuid) RET
     SET search_path TO ''
     AS $$
 BEGIN
+  -- Lock the asset row before counting its jobs. Without it, two jobs of one asset finishing at
+  -- the same moment each counted the other as still running (its transaction had not committed),
+  -- and the second UPDATE, after waiting for the first one's row lock, wrote its stale count: the
+  -- asset stayed 'processing' with every job completed. Under READ COMMITTED the next statement
+  -- takes a new snapshot, so once the lock is held the count sees every committed job.
+  PERFORM 1 FROM public.assets a WHERE a.tenant_id = p_tenant_id AND a.id = p_asset_id FOR UPDATE;
   -- One statement (aggregate and update together), in plpgsql so that its plan is cached (a
   -- LANGUAGE sql function that cannot be inlined is planned again on every call): this runs on
   -- every job completion.

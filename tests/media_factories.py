@@ -165,6 +165,60 @@ def speech_video(directory: Path, name: str = "talk.mp4", text: str = SPEECH_SEN
     return path
 
 
+def _quiet(seconds: float, noise: float) -> list[str]:
+    """ffmpeg input arguments for ``seconds`` of room tone: pink noise at amplitude ``noise``
+    (0.001 is about -60 dBFS), or digital silence when ``noise`` is 0."""
+    if noise:
+        return ["-f", "lavfi", "-i", f"anoisesrc=r=22050:c=pink:a={noise}:d={seconds}:seed=7"]
+    return ["-f", "lavfi", "-i", f"anullsrc=r=22050:cl=mono:d={seconds}"]
+
+
+def silence_speech_silence(directory: Path, name: str = "pauses.wav", *, lead: float = 8.0,
+                           text: str = SPEECH_SENTENCE, trail: float = 8.0,
+                           noise: float = 0.001) -> Path:
+    """Room tone for ``lead`` s, espeak-ng saying ``text``, room tone for ``trail`` s (WAV, or any
+    container ffmpeg infers from ``name``)."""
+    wav = speech_wav(directory, name + ".speech.wav", text)
+    path = directory / name
+    inputs = [*(_quiet(lead, noise) if lead else []), "-i", str(wav),
+              *(_quiet(trail, noise) if trail else [])]
+    parts = 1 + bool(lead) + bool(trail)
+    graph = "".join(f"[{i}]aresample=22050,aformat=sample_fmts=s16:channel_layouts=mono[p{i}];"
+                    for i in range(parts))
+    graph += "".join(f"[p{i}]" for i in range(parts)) + f"concat=n={parts}:v=0:a=1"
+    _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *inputs, "-filter_complex", graph,
+          str(path)])
+    wav.unlink()
+    return path
+
+
+def silent_audio(directory: Path, name: str = "silence.m4a", *, seconds: float = 10.0,
+                 noise: float = 0.0) -> Path:
+    """A recording in which nothing is said: digital silence, or room tone with ``noise``."""
+    path = directory / name
+    _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *_quiet(seconds, noise),
+          str(path)])
+    return path
+
+
+def random_whisper_checkpoint(directory: Path, name: str = "random-whisper.pt") -> Path:
+    """A tiny randomly initialised openai-whisper checkpoint (no weights can be downloaded); needs
+    the ``whisper`` extra. What it transcribes is noise, but it runs end to end."""
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2,
+                           n_audio_layer=1, n_vocab=51865, n_text_ctx=448, n_text_state=64,
+                           n_text_head=2, n_text_layer=1)
+    torch.manual_seed(0)
+    model = Whisper(dims)
+    # Whisper leaves the decoder's positional embedding uninitialised (torch.empty).
+    torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
+    path = directory / name
+    torch.save({"dims": dims.__dict__, "model_state_dict": model.state_dict()}, path)
+    return path
+
+
 # --------------------------------------------------------------------------- hostile and broken
 
 

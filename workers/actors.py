@@ -42,7 +42,7 @@ from jobs import JOB_TYPES, JobInterrupted, PermanentJobError, TransientJobError
 from jobs.result import JobResult
 from workers.broker import ACTOR_NAME
 from workers.claim import AssetUpdate, ClaimedJob, JobStore, retry_delay
-from workers.limits import media_limits
+from workers.job_options import media_limits, speech_defaults
 from workers.middleware import JobRecord, job_context
 from workers.scratch import SCRATCH_PREFIX, remove_scratch_of_dead_workers
 from workers.supabase_source import ObjectNotYetReadable, SupabaseSource
@@ -93,6 +93,7 @@ class Runtime:
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
                               prepare_threshold=PREPARED_AFTER_RUNS if prepared else None)
         self.limits = media_limits(settings)
+        self.speech = speech_defaults(settings)
         self.stopping = threading.Event()
         self._active: set[ActiveJob] = set()
         self._lock = threading.Lock()
@@ -374,14 +375,6 @@ def _fail(rt: Runtime, job: ClaimedJob, me: str, record: JobRecord, exc: BaseExc
         record.outcome = "lost"
 
 
-def _operator_params(settings: Settings, job_type: str) -> dict[str, Any]:
-    """What the operator decides for a job, never its enqueuer: the speech engine and model come
-    from settings only (a tenant naming a model would make the worker load, cache or download it)."""
-    if job_type == "transcript":
-        return {"engine": settings.transcript_engine, "model": settings.transcript_model}
-    return {}
-
-
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -414,7 +407,7 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
     with record.timed("run"):
         result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,
                                     active.report, allow_test_jobs=rt.settings.allow_test_jobs,
-                                    operator_params=_operator_params(rt.settings, job.job_type))
+                                    speech=rt.speech)
     if active.stopped.is_set():
         raise JobStopped(active.reason)
 

@@ -62,6 +62,7 @@ INSERT INTO app_private.job_params (job_type, name, kind, minimum, maximum, max_
   ('transcode', 'hls', 'boolean', NULL, NULL, NULL, NULL, NULL),
   ('transcode', 'subtitles', 'boolean', NULL, NULL, NULL, NULL, NULL),
   ('transcode', 'hdr', 'string', NULL, NULL, NULL, '{tonemap,keep}', NULL),
+  ('transcript', 'word_timestamps', 'boolean', NULL, NULL, NULL, NULL, NULL),
   ('transcript', 'language', 'string', 2, 3, NULL, NULL, 'MIN_LANGUAGE_CODE_LENGTH, MAX_LANGUAGE_CODE_LENGTH'),
   ('noop', 'sleep_seconds', 'number', 0, 60, NULL, NULL, 'MAX_NOOP_SLEEP_SECONDS'),
   ('noop', 'fail', 'string', NULL, NULL, NULL, '{permanent,transient}', NULL),

@@ -99,3 +99,23 @@ def test_process_animated_gif_ends_ready_with_videos(tmp_path: Path) -> None:
         out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
                               "-of", "csv=p=0", str(stored[name])], capture_output=True, text=True)
         assert out.stdout.strip() == codec, name
+
+
+@pytest.mark.slow
+def test_process_silent_media_ends_ready(tmp_path: Path) -> None:
+    """A screen recording with no soundtrack and a recording of silence both end ready, exit 0
+    (the video failed its transcript before, and the command exited 1)."""
+    from tests.media_factories import silent_audio, video
+
+    mute = video(tmp_path, "screen.mp4", seconds=2, audio=False)
+    quiet = silent_audio(tmp_path, "quiet.m4a", seconds=5)
+    r = _process(tmp_path, "--json", str(mute), str(quiet), timeout=600)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    assets = json.loads(r.stdout)["assets"]
+    assert [(a["file"], a["status"], a["error"]) for a in assets] == [
+        ("screen.mp4", "ready", None), ("quiet.m4a", "ready", None)]
+    assert all(a["transcript"] == "" for a in assets)
+    storage = Path(assets[0]["storage"])
+    for a in assets:
+        doc = json.loads((storage / next(k for k in a["files"] if k.endswith("transcript.json"))).read_text())
+        assert doc["has_speech"] is False and doc["segments"] == []

@@ -153,3 +153,36 @@ def test_tenant_with_fewer_running_jobs_goes_first(conn: psycopg.Connection, wor
     b_job = enqueue(conn, f.asset(conn, b, None))
     assert _claim(conn)["tenant_id"] == world.tenant  # A's oldest, still running
     assert _claim(conn)["id"] == b_job
+
+
+def test_concurrent_completions_leave_the_asset_ready(conn: psycopg.Connection, world: World,
+                                                      db_url: str) -> None:
+    """Two jobs of one asset completing in overlapping transactions leave it ready, not stuck in
+    'processing' (each counted the other as running before 0015 locked the asset first)."""
+    import threading
+
+    jobs = api.enqueue_many(conn, world.asset, ["metadata", "thumbnail"])
+    first, second = _claim(conn)["id"], _claim(conn)["id"]
+    assert {first, second} == set(jobs.values())
+    with psycopg.connect(db_url) as t1, psycopg.connect(db_url) as t2:
+        t1.execute("SELECT app_private.complete_job(%s, 'w1', '{}')", (first,))  # not committed yet
+        t2_pid = t2.info.backend_pid
+        done = threading.Event()
+
+        def complete_second() -> None:
+            t2.execute("SELECT app_private.complete_job(%s, 'w1', '{}')", (second,))
+            t2.commit()
+            done.set()
+
+        worker = threading.Thread(target=complete_second)
+        worker.start()
+        # Wait until the second completion is blocked on a lock the first one holds.
+        while not done.is_set() and not conn.execute(
+                "SELECT wait_event_type = 'Lock' AS blocked FROM pg_stat_activity WHERE pid = %s",
+                (t2_pid,)).fetchone()["blocked"]:
+            threading.Event().wait(0.01)
+        t1.commit()
+        worker.join()
+    row = conn.execute("SELECT processing_status::text AS status, processing_progress FROM assets "
+                       "WHERE id = %s", (world.asset,)).fetchone()
+    assert row == {"status": "ready", "processing_progress": 100}

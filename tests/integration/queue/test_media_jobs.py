@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from contentforge.settings import Settings
 from contentforge.storage import open_storage
@@ -74,3 +75,60 @@ def test_cli_enqueue_prints_the_job_id_and_jobs_list_shows_it(world: World, conn
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2
     assert 'job type "transcode" does not apply to image assets' in bad.stderr
+
+
+def _media_asset(conn: psycopg.Connection, world: World, settings: Settings, src: Path, kind: str,
+                 mime: str):
+    asset = f.asset(conn, world.tenant, world.user, original_filename=src.name, file_type=kind,
+                    mime_type=mime)
+    key = conn.execute("SELECT storage_path FROM assets WHERE id = %s", (asset,)).fetchone()["storage_path"]
+    assert settings.storage_url
+    open_storage(settings.storage_url).put_file(key, src, mime)
+    return asset
+
+
+def test_video_without_audio_ends_ready(in_process, world: World, conn: psycopg.Connection,
+                                        settings: Settings, tmp_path: Path) -> None:
+    """A video with no soundtrack completes every job: video-only renditions, a transcript that
+    records no speech, and the asset ends ready (it ended failed before)."""
+    from contentforge import api
+
+    src = media.video(tmp_path, "screen.mp4", seconds=2, audio=False)
+    asset = _media_asset(conn, world, settings, src, "video", "video/mp4")
+    jobs = api.enqueue_many(conn, asset, ["metadata", "thumbnail", "transcode", "transcript"])
+    in_process()
+    for job in jobs.values():
+        wait_status(conn, job, "completed", timeout=120)
+    transcript = conn.execute("SELECT output_data FROM asset_processing_jobs WHERE id = %s",
+                              (jobs["transcript"],)).fetchone()["output_data"]
+    assert transcript["has_speech"] is False and transcript["segments"] == 0
+    row = conn.execute("SELECT processing_status, transcript_text, variants FROM assets WHERE id = %s",
+                       (asset,)).fetchone()
+    assert row["processing_status"] == "ready"
+    assert row["transcript_text"] == ""
+    assert {"transcript.vtt", "transcript.json"} <= set(row["variants"])
+    rendition = tmp_path / "storage" / row["variants"]["video_240p.mp4"]["key"]
+    probed = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json",
+                             str(rendition)], capture_output=True, text=True, check=True)
+    assert [s["codec_type"] for s in json.loads(probed.stdout)["streams"]] == ["video"]
+
+
+# whisper.tokenizer reads its vocabulary with open(...).read() and never closes the file.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.slow
+def test_worker_uses_the_operators_speech_engine(in_process, world: World, conn: psycopg.Connection,
+                                                 settings: Settings, tmp_path: Path) -> None:
+    """CONTENTFORGE_TRANSCRIPT_ENGINE / _MODEL choose the engine a worker transcribes with when
+    the job names none (they were ignored before: faster-whisper always ran)."""
+    from contentforge import api
+
+    pytest.importorskip("whisper")
+    checkpoint = media.random_whisper_checkpoint(tmp_path)
+    src = media.speech_video(tmp_path, "talk.mp4")
+    asset = _media_asset(conn, world, settings, src, "video", "video/mp4")
+    job = api.enqueue(conn, asset, "transcript", params={"language": "en"})
+    in_process(transcript_engine="openai-whisper", transcript_model=str(checkpoint))
+    row = wait_status(conn, job, "completed", timeout=120)
+    assert row["output_data"]["engine"] == "openai-whisper"
+    assert row["output_data"]["model"] == str(checkpoint)

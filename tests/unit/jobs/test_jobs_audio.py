@@ -68,3 +68,21 @@ def test_waveform(tone: Path, workdir: Path) -> None:
     with Image.open(by_name["waveform.png"].path) as im:
         assert im.size == (1800, 280) and im.format == "PNG"
     assert not list(workdir.glob("_*"))  # the raw samples are gone
+
+
+def test_silent_recording_is_transcoded_as_it_is(tmp_path: Path) -> None:
+    """A recording of silence gets both outputs, unnormalised and as long as the source (it
+    failed with "the audio is silent" before); ffprobe reads each."""
+    from tests import media_factories as mf
+
+    src = mf.silent_audio(tmp_path, "quiet.m4a", seconds=5)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_job("transcode", src, work, {})
+    assert result.data["audio_normalised"] is False and result.data["input_loudness_lufs"] is None
+    for out in result.outputs:
+        probed = json.loads(subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type:format=duration",
+             "-of", "json", str(out.path)], capture_output=True, text=True, check=True).stdout)
+        assert [s["codec_type"] for s in probed["streams"]] == ["audio"]
+        assert abs(float(probed["format"]["duration"]) - 5.0) < 0.2, (out.name, probed)
