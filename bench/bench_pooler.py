@@ -60,7 +60,7 @@ class Session:
         self.seq += 1
         return self.conn.execute(self.q["enqueue"], {
             "asset_id": self.assets[self.seq % len(self.assets)], "job_type": "noop",
-            "params": Jsonb({"mode": self.mode, "n": self.seq}), "priority": 5, "run_after": None,
+            "params": Jsonb({"tag": f"{self.mode}-{self.seq}"}), "priority": 5, "run_after": None,
             "idempotency_key": None}).fetchone()
 
     def claim(self) -> Any:
@@ -115,6 +115,7 @@ def main() -> int:
     try:
         migrate(url)
         with psycopg.connect(url, autocommit=True) as c:
+            c.execute("UPDATE app_private.job_types SET enabled = true WHERE test_only")  # noop is test-only
             tenant = c.execute("INSERT INTO tenants (name, slug) VALUES ('bench', 'bench') RETURNING id").fetchone()[0]
             assets = [r[0] for r in c.execute(
                 """INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)

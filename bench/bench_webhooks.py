@@ -119,6 +119,7 @@ def main() -> int:
     try:
         migrate(url)
         conn = psycopg.connect(url, autocommit=True)
+        conn.execute("UPDATE app_private.job_types SET enabled = true WHERE test_only")  # noop is test-only
         tenant = conn.execute("INSERT INTO tenants (name, slug) VALUES ('B', 'b') RETURNING id").fetchone()[0]
         asset = conn.execute("""INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)
                                 VALUES (%s, 'x.png', 'image', 'image/png', 1, 'p') RETURNING id""", (tenant,)).fetchone()[0]

@@ -122,7 +122,8 @@ def _limit(f: Field) -> str:
 
 
 def _is_int(v: Any) -> bool:
-    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+    # Only a JSON integer: the job functions take 320, not 320.0 (the SQL copy checks the same).
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_number(v: Any) -> bool:

@@ -21,6 +21,9 @@ from contentforge.logging import get_logger
 from contentforge.settings import Settings
 from schema.named_queries import queries
 
+#: ``assets.storage_bucket`` of originals kept in contentforge's own store (STORAGE_URL).
+OWN_BUCKET = "assets"
+
 log = get_logger("contentforge.scheduler")
 
 #: Tables whose rows churn the most; the nightly task vacuums and analyzes them. Engagement is
@@ -193,7 +196,10 @@ def _remove_orphaned_assets(ctx: TaskContext) -> tuple[int, int]:
         done = []
         for a in batch:
             try:
-                for key in {a["storage_path"], *(a["variant_keys"] or [])}:
+                # The original is ours to delete only when it is in our store's bucket: an original
+                # ingested from Supabase Storage names an object in the tenant's own bucket there.
+                ours = {a["storage_path"]} if a["storage_bucket"] == OWN_BUCKET else set()
+                for key in ours | set(a["variant_keys"] or []):
                     ctx.storage.delete(key)
                     files += 1
                 ctx.storage.delete_prefix(f"{a['tenant_id']}/{a['asset_id']}/")

@@ -600,7 +600,7 @@ CREATE TABLE app_private.job_params (
 CREATE FUNCTION app_private.check_job_param_value(p_job_type text, p_field app_private.job_params, p_value jsonb, p_item boolean) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO ''
-    AS $$
+    AS $_$
 DECLARE
   v_what text := format('%s parameter %s%s', p_job_type, p_field.name, CASE WHEN p_item THEN ' item' ELSE '' END);
   v_kind text := CASE WHEN p_item THEN replace(p_field.kind, '_list', '') ELSE p_field.kind END;
@@ -624,7 +624,7 @@ BEGIN
         p_value USING ERRCODE = '22023';
     END IF;
     v_num := p_value::numeric;
-    IF v_kind = 'integer' AND v_num <> trunc(v_num) THEN
+    IF v_kind = 'integer' AND p_value::text !~ '^-?[0-9]+$' THEN
       RAISE EXCEPTION '% must be an integer, got %', v_what, p_value USING ERRCODE = '22023';
     END IF;
     IF v_num < p_field.minimum OR v_num > p_field.maximum THEN
@@ -644,7 +644,7 @@ BEGIN
     END IF;
   END IF;
 END;
-$$;
+$_$;
 
 
 --
@@ -707,6 +707,10 @@ BEGIN
   FOREACH v_type IN ARRAY NEW.job_types LOOP
     IF NOT EXISTS (SELECT 1 FROM app_private.job_types jt WHERE jt.job_type = v_type) THEN
       RAISE EXCEPTION 'unknown job type "%" in a storage ingest rule', v_type USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM app_private.job_types jt WHERE jt.job_type = v_type AND jt.test_only) THEN
+      RAISE EXCEPTION 'job type "%" is for tests only and cannot be in a storage ingest rule', v_type
+        USING ERRCODE = '22023';
     END IF;
     PERFORM app_private.check_job_params(v_type, coalesce(NEW.params -> v_type, '{}'));
   END LOOP;
@@ -1250,6 +1254,25 @@ $$;
 
 
 --
+-- Name: guard_ingested_storage(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.guard_ingested_storage() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+  IF pg_catalog.pg_trigger_depth() = 1 AND app.caller_is_api()
+     AND EXISTS (SELECT 1 FROM app_private.storage_ingest_rules r WHERE r.bucket_id = NEW.storage_bucket) THEN
+    RAISE EXCEPTION 'bucket "%" is filled by uploads to Supabase Storage; assets there are created by the upload',
+      NEW.storage_bucket USING ERRCODE = '42501';
+  END IF;
+  RETURN NEW;
+END;
+$$;
+
+
+--
 -- Name: handle_new_user(); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
@@ -1363,16 +1386,19 @@ BEGIN
   SELECT array_agg(t ORDER BY o) INTO v_jobs
   FROM unnest(v_rule.job_types) WITH ORDINALITY AS u(t, o)
   JOIN app_private.job_types jt ON jt.job_type = u.t
-  WHERE v_type = ANY (jt.file_types);
+  WHERE v_type = ANY (jt.file_types) AND jt.enabled;
   IF v_jobs IS NOT NULL THEN
     INSERT INTO public.asset_processing_jobs (tenant_id, asset_id, job_type, priority, input_params, max_attempts)
-    SELECT v_tenant, v_asset, jt.job_type, v_rule.priority,
+    SELECT v_tenant, v_asset, jt.job_type, coalesce(v_rule.priority, jt.priority),
            coalesce(v_rule.params -> jt.job_type, '{}') || jsonb_build_object('source_version', v_version),
            -- At least 10 attempts: the trigger can fire before the bytes are readable, and a worker
            -- that finds none yet retries with backoff (5 s doubling to 10 min: about half an hour).
            greatest(jt.default_max_attempts, 10)
     FROM unnest(v_jobs) AS u(t) JOIN app_private.job_types jt ON jt.job_type = u.t
     ON CONFLICT DO NOTHING;
+  ELSE
+    -- No job type of the rule applies to this file: nothing to process, the asset is ready as it is.
+    UPDATE public.assets a SET processing_status = 'ready' WHERE a.id = v_asset AND a.processing_status = 'uploading';
   END IF;
   UPDATE app_private.storage_object_ingests i SET asset_id = v_asset
   WHERE i.bucket_id = p_bucket_id AND i.object_name = p_name AND i.version = v_version;
@@ -3213,7 +3239,7 @@ CREATE TABLE app_private.storage_ingest_rules (
     tenant_id uuid,
     job_types text[] NOT NULL,
     params jsonb DEFAULT '{}'::jsonb NOT NULL,
-    priority integer DEFAULT 5 NOT NULL,
+    priority integer,
     enabled boolean DEFAULT true NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT storage_ingest_rules_job_types_check CHECK ((cardinality(job_types) > 0)),
@@ -5015,6 +5041,13 @@ CREATE CONSTRAINT TRIGGER assets_events_update AFTER UPDATE OF processing_status
 
 
 --
+-- Name: assets assets_guard_ingested_storage; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER assets_guard_ingested_storage BEFORE INSERT OR UPDATE OF storage_bucket, storage_path ON public.assets FOR EACH ROW EXECUTE FUNCTION app_private.guard_ingested_storage();
+
+
+--
 -- Name: content_comments comment_before_insert; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -6728,6 +6761,13 @@ REVOKE ALL ON FUNCTION app_private.fan_out_event() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION app_private.file_type_of(p_mime text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION guard_ingested_storage(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.guard_ingested_storage() FROM PUBLIC;
 
 
 --

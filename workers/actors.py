@@ -393,7 +393,9 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
         suffix = PurePosixPath(asset["original_filename"] or "").suffix[:16]
         source = tmp / f"source{suffix}"
         with record.timed("download"):
-            ingested = rt.supabase.object_for(asset) if rt.settings.supabase_s3_endpoint_url else None
+            # An original uploaded into Supabase Storage is read from there (a worker without the S3
+            # endpoint fails it as transient), never from our store under the object's name.
+            ingested = rt.supabase.object_for(asset)
             if ingested is None:
                 rt.storage.get_file(asset["storage_path"], source)
             else:

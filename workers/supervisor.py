@@ -70,17 +70,14 @@ def run(settings: Settings) -> int:
         if stop.is_set():
             log.info("worker stopped before it started")
             return 0
-        if not _services_reachable(db_url, redis_url, stop):
-            return 0
         # The relay needs a session (LISTEN, its election lock); the worker processes do not, and
         # prepare their statements only on a connection that proved to be a session.
         relay_url, setting = session_database(settings, db_url)
-        found = require_session(relay_url, process="the relay of `contentforge worker`", setting=setting,
-                                needs="LISTEN for new jobs, and the advisory lock that keeps one relay active",
-                                stop=stop)
-        if stop.is_set():
-            log.info("worker stopped before it started")
+        if not _services_reachable([db_url, relay_url], redis_url, stop):
             return 0
+        # Reachable a moment ago: a failure now is an outage at start, exit 3 like the wait above.
+        found = require_session(relay_url, process="the relay of `contentforge worker`", setting=setting,
+                                needs="LISTEN for new jobs, and the advisory lock that keeps one relay active")
         if settings.worker_prepared_statements == "auto":
             try:
                 verdict = found.verdict if relay_url == db_url else probe(db_url).verdict
@@ -92,7 +89,7 @@ def run(settings: Settings) -> int:
         return _supervise(settings, db_url, redis_url, stop, relay_url)
 
 
-def _services_reachable(db_url: str, redis_url: str, stop: threading.Event) -> bool:
+def _services_reachable(db_urls: list[str], redis_url: str, stop: threading.Event) -> bool:
     """Wait up to STARTUP_WAIT_SECONDS for PostgreSQL and Redis; False when stopped meanwhile.
 
     Still unreachable after that is a configuration problem (or a real outage): DatabaseUnavailable
@@ -104,7 +101,8 @@ def _services_reachable(db_url: str, redis_url: str, stop: threading.Event) -> b
     deadline = time.monotonic() + STARTUP_WAIT_SECONDS
     while True:
         try:
-            connect(db_url, connect_timeout=5).close()
+            for db_url in dict.fromkeys(db_urls):  # DATABASE_URL, and DATABASE_SESSION_URL when set
+                connect(db_url, connect_timeout=5).close()
             check_reachable(redis_url)
             return True
         except (DatabaseUnavailable, BrokerUnavailable) as exc:

@@ -97,7 +97,7 @@ BEGIN
         p_value USING ERRCODE = '22023';
     END IF;
     v_num := p_value::numeric;
-    IF v_kind = 'integer' AND v_num <> trunc(v_num) THEN
+    IF v_kind = 'integer' AND p_value::text !~ '^-?[0-9]+$' THEN
       RAISE EXCEPTION '% must be an integer, got %', v_what, p_value USING ERRCODE = '22023';
     END IF;
     IF v_num < p_field.minimum OR v_num > p_field.maximum THEN

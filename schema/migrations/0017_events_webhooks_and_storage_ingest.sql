@@ -543,7 +543,9 @@ CREATE TABLE app_private.storage_ingest_rules (
   job_types text[] NOT NULL CHECK (cardinality(job_types) > 0),
   -- Parameters per job type, as enqueue_asset_jobs takes them: {"thumbnail": {"widths": [320]}}.
   params jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(params) = 'object'),
-  priority integer NOT NULL DEFAULT 5 CHECK (priority BETWEEN 1 AND 10),
+  -- Fleet-wide priority of the rule's jobs (operators only write rules); NULL: each job type's own
+  -- (app_private.job_types.priority), as for an operator's enqueue without a priority (0014).
+  priority integer CHECK (priority BETWEEN 1 AND 10),
   enabled boolean NOT NULL DEFAULT true,
   created_at timestamptz NOT NULL DEFAULT now(),
   UNIQUE (bucket_id, path_prefix)
@@ -560,6 +562,10 @@ BEGIN
   FOREACH v_type IN ARRAY NEW.job_types LOOP
     IF NOT EXISTS (SELECT 1 FROM app_private.job_types jt WHERE jt.job_type = v_type) THEN
       RAISE EXCEPTION 'unknown job type "%" in a storage ingest rule', v_type USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM app_private.job_types jt WHERE jt.job_type = v_type AND jt.test_only) THEN
+      RAISE EXCEPTION 'job type "%" is for tests only and cannot be in a storage ingest rule', v_type
+        USING ERRCODE = '22023';
     END IF;
     PERFORM app_private.check_job_params(v_type, coalesce(NEW.params -> v_type, '{}'));
   END LOOP;
@@ -673,16 +679,19 @@ BEGIN
   SELECT array_agg(t ORDER BY o) INTO v_jobs
   FROM unnest(v_rule.job_types) WITH ORDINALITY AS u(t, o)
   JOIN app_private.job_types jt ON jt.job_type = u.t
-  WHERE v_type = ANY (jt.file_types);
+  WHERE v_type = ANY (jt.file_types) AND jt.enabled;
   IF v_jobs IS NOT NULL THEN
     INSERT INTO public.asset_processing_jobs (tenant_id, asset_id, job_type, priority, input_params, max_attempts)
-    SELECT v_tenant, v_asset, jt.job_type, v_rule.priority,
+    SELECT v_tenant, v_asset, jt.job_type, coalesce(v_rule.priority, jt.priority),
            coalesce(v_rule.params -> jt.job_type, '{}') || jsonb_build_object('source_version', v_version),
            -- At least 10 attempts: the trigger can fire before the bytes are readable, and a worker
            -- that finds none yet retries with backoff (5 s doubling to 10 min: about half an hour).
            greatest(jt.default_max_attempts, 10)
     FROM unnest(v_jobs) AS u(t) JOIN app_private.job_types jt ON jt.job_type = u.t
     ON CONFLICT DO NOTHING;
+  ELSE
+    -- No job type of the rule applies to this file: nothing to process, the asset is ready as it is.
+    UPDATE public.assets a SET processing_status = 'ready' WHERE a.id = v_asset AND a.processing_status = 'uploading';
   END IF;
   UPDATE app_private.storage_object_ingests i SET asset_id = v_asset
   WHERE i.bucket_id = p_bucket_id AND i.object_name = p_name AND i.version = v_version;
@@ -697,6 +706,24 @@ BEGIN
   RETURN NULL;
 END;
 $$;
+
+-- An API caller cannot create or move an asset onto an object of a bucket that an ingest rule
+-- serves: it would claim another uploader's object name (the ingest skips objects an asset of
+-- another tenant already names). The ingest's own insert runs inside the storage.objects trigger
+-- (trigger depth 2); an API caller's insert or update is at depth 1, under an API role.
+CREATE FUNCTION app_private.guard_ingested_storage() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  IF pg_catalog.pg_trigger_depth() = 1 AND app.caller_is_api()
+     AND EXISTS (SELECT 1 FROM app_private.storage_ingest_rules r WHERE r.bucket_id = NEW.storage_bucket) THEN
+    RAISE EXCEPTION 'bucket "%" is filled by uploads to Supabase Storage; assets there are created by the upload',
+      NEW.storage_bucket USING ERRCODE = '42501';
+  END IF;
+  RETURN NEW;
+END;
+$$;
+CREATE TRIGGER assets_guard_ingested_storage BEFORE INSERT OR UPDATE OF storage_bucket, storage_path ON public.assets
+FOR EACH ROW EXECUTE FUNCTION app_private.guard_ingested_storage();
 
 -- Attach the trigger to storage.objects when that table exists (Supabase); a database that gets a
 -- storage schema later calls this once. Returns whether the trigger is in place.
@@ -772,5 +799,5 @@ REVOKE ALL ON FUNCTION
   app_private.webhook_event_body(uuid), app_private.purge_webhook_events(interval, integer),
   app_private.file_type_of(text), app_private.ingest_storage_object(uuid, text, text, uuid, jsonb, text),
   app_private.storage_object_ingest_trigger(), app_private.attach_storage_ingest(),
-  app_private.check_storage_ingest_rule()
+  app_private.check_storage_ingest_rule(), app_private.guard_ingested_storage()
 FROM PUBLIC;

@@ -9,7 +9,7 @@ import pytest
 
 from contentforge.settings import Settings
 from jobs.limits import MediaLimits
-from workers.limits import media_limits
+from workers.job_options import media_limits
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -207,3 +207,46 @@ def test_worker_reads_from_s3_and_retries_until_readable(storage_db: str, db: ps
     asset = db.execute("SELECT processing_status, metadata FROM assets").fetchone()
     assert asset["processing_status"] == "ready"
     assert asset["metadata"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+
+
+def test_rules_refuse_test_only_job_types(db: psycopg.Connection, world: dict[str, Any]) -> None:
+    """A rule naming noop (test-only) is refused when written, with SQLSTATE 22023."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="for tests only"):
+        db.execute("""INSERT INTO app_private.storage_ingest_rules (bucket_id, path_prefix, job_types)
+                      VALUES ('avatars', 'x/', '{noop}')""")
+
+
+def test_rule_without_priority_takes_each_job_types_priority(storage_db: str, db: psycopg.Connection,
+                                                              world: dict[str, Any]) -> None:
+    """A rule with no priority gives each job its type's fleet priority (0014's rule for operators)."""
+    db.execute("UPDATE app_private.storage_ingest_rules SET priority = NULL")
+    db.execute("UPDATE app_private.job_types SET priority = 9 WHERE job_type = 'thumbnail'")
+    with storage_service(storage_db, world["author"]) as svc:
+        finish_upload(svc, upload(svc, "uploads", f"{world['tenant']}/a.png", world["author"]))
+    assert {j["job_type"]: j["priority"] for j in jobs(db)} == {"metadata": 5, "thumbnail": 9}
+
+
+def test_file_no_rule_type_applies_to_is_ready(storage_db: str, db: psycopg.Connection, world: dict[str, Any]) -> None:
+    """A PDF under a rule of image/video job types becomes a ready asset with no jobs, not a stuck upload."""
+    db.execute("UPDATE app_private.storage_ingest_rules SET job_types = '{thumbnail,transcode}'")
+    with storage_service(storage_db, world["author"]) as svc:
+        oid = upload(svc, "uploads", f"{world['tenant']}/doc.pdf", world["author"])
+        finish_upload(svc, oid, {**PNG_META, "mimetype": "application/pdf"})
+    [asset] = db.execute("SELECT processing_status FROM assets").fetchall()
+    assert asset["processing_status"] == "ready" and jobs(db) == []
+
+
+def test_api_caller_cannot_claim_an_object_name_of_a_ruled_bucket(storage_db: str, db: psycopg.Connection,
+                                                                  world: dict[str, Any]) -> None:
+    """An author cannot create an asset naming an object of a ruled bucket (it would block that upload)."""
+    from tests.integration.schema.api import api, attempt
+
+    with api(storage_db, world["author"]) as conn:
+        outcome = attempt(conn, "INSERT INTO assets (tenant_id, creator_id, original_filename, file_type, mime_type, "
+                                "file_size, storage_bucket, storage_path) VALUES (%s, %s, 'x.png', 'image', "
+                                "'image/png', 1, 'uploads', %s)",
+                          (world["tenant"], world["author"], f"{world['tenant']}/x.png"))
+    assert outcome == "42"  # insufficient_privilege (42501)
+    with storage_service(storage_db, world["author"]) as svc:
+        finish_upload(svc, upload(svc, "uploads", f"{world['tenant']}/x.png", world["author"]))
+    assert db.execute("SELECT count(*) AS n FROM assets").fetchone()["n"] == 1

@@ -106,6 +106,7 @@ def test_operators_set_fleet_priority_per_job_type_and_per_job(two: Two) -> None
     ("transcode", {"renditions": [4320]}, ["renditions", "2160", "MAX_RENDITION_HEIGHT"]),
     ("thumbnail", {"sizes": [320]}, ["sizes", "animation, formats, source_version, storyboard, widths"]),
     ("thumbnail", {"widths": [100000]}, ["widths", "4096", "MAX_VARIANT_WIDTH"]),
+    ("thumbnail", {"widths": [320.0]}, ["widths", "integer"]),
     ("transcript", {"engine": "openai-whisper"}, ["engine", "allowed: language"]),
     ("transcript", {"model": "large-v3"}, ["model", "allowed: language"]),
     ("transcript", {"language": "english"}, ["language", "MAX_LANGUAGE_CODE_LENGTH"]),

@@ -15,6 +15,7 @@ from jobs.params import MAX_RENDITIONS_PER_JOB, check_params
     ("transcode", {"renditions": [144] * (MAX_RENDITIONS_PER_JOB + 1)}, ["renditions", "MAX_RENDITIONS_PER_JOB"]),
     ("transcode", {"renditions": [True]}, ["renditions", "integer"]),
     ("thumbnail", {"widths": [8]}, ["widths", "between 16 and 4096", "MAX_VARIANT_WIDTH"]),
+    ("thumbnail", {"widths": [320.0]}, ["widths", "integer"]),
     ("thumbnail", {"formats": ["gif"]}, ["formats", "webp, avif, jpeg"]),
     ("transcript", {"engine": "openai-whisper"}, ["'engine'", "allowed: language"]),
     ("transcript", {"model": "/etc/passwd"}, ["'model'", "allowed: language"]),
