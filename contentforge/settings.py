@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     webhook_disable_after_days: float = Field(default=5.0, gt=0)
     #: Deliveries one dispatcher posts at the same time.
     webhook_dispatch_threads: int = Field(default=8, ge=1, le=256)
+    #: Most deliveries of one tenant in flight across all dispatchers: a tenant with slow receivers
+    #: or a large backlog never holds more sending threads than this.
+    webhook_max_in_flight_per_tenant: int = Field(default=4, ge=1, le=256)
     #: Events (with their deliveries and attempt log) are purged after this many days.
     webhook_event_retention_days: int = Field(default=30, ge=1)
 

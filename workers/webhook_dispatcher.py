@@ -64,6 +64,7 @@ class Dispatcher:
         self.policy = AddressPolicy(allow_http=settings.webhook_allow_http,
                                     allow_private=settings.webhook_allow_private_addresses)
         self.threads = settings.webhook_dispatch_threads
+        self.per_tenant = settings.webhook_max_in_flight_per_tenant
         self.batch = self.threads * 2
         self.q = queries("webhooks")
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cf-webhook")
@@ -106,7 +107,8 @@ class Dispatcher:
     # --- one batch ---------------------------------------------------------------------------
     def claim(self, limit: int | None = None) -> list[dict[str, Any]]:
         return self._execute("claim_deliveries", {"dispatcher_id": self.id, "limit": limit or self.batch,
-                                                  "lease_seconds": DELIVERY_LEASE_SECONDS})
+                                                  "lease_seconds": DELIVERY_LEASE_SECONDS,
+                                                  "per_tenant": self.per_tenant})
 
     def run_once(self) -> int:
         """Claim one batch of due deliveries, post them all, record the batch; return how many."""

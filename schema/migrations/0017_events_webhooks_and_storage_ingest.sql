@@ -415,7 +415,8 @@ $$;
 -- Claim up to p_limit due deliveries of enabled endpoints (pending and due, or delivering with an
 -- expired lease: that dispatcher died). Returns what a POST needs: the body (built here once, the
 -- exact bytes signed), the event id and time for the headers, and every secret that signs.
-CREATE FUNCTION app_private.claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer)
+CREATE FUNCTION app_private.claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer,
+                                                     p_per_tenant integer DEFAULT 4)
 RETURNS TABLE (delivery_id uuid, event_id uuid, endpoint_id uuid, tenant_id uuid, url text, attempt integer,
                event_type text, event_created_at timestamptz, body text, secrets text[])
 LANGUAGE sql VOLATILE SET search_path = '' AS $$
@@ -427,10 +428,22 @@ LANGUAGE sql VOLATILE SET search_path = '' AS $$
     -- planned as a hash join over the whole table, which grows with the delivery log).
     WHERE d.id = ANY (ARRAY(
       SELECT c.id FROM public.webhook_deliveries c
-      JOIN public.webhook_endpoints e ON e.tenant_id = c.tenant_id AND e.id = c.endpoint_id
-      WHERE c.status IN ('pending', 'delivering') AND c.due_at <= now() AND e.enabled
-      ORDER BY c.due_at
-      LIMIT p_limit
+      WHERE c.id = ANY (ARRAY(
+        -- Fairness between tenants: at most p_per_tenant deliveries of one tenant in flight across
+        -- every dispatcher (a tenant whose receivers are slow or whose backlog is large holds at
+        -- most that many sending threads), oldest due first within the tenant.
+        SELECT r.id FROM (
+          SELECT q.id, q.due_at, q.tenant_id,
+                 row_number() OVER (PARTITION BY q.tenant_id ORDER BY q.due_at) AS nth
+          FROM public.webhook_deliveries q
+          JOIN public.webhook_endpoints e ON e.tenant_id = q.tenant_id AND e.id = q.endpoint_id
+          WHERE q.status IN ('pending', 'delivering') AND q.due_at <= now() AND e.enabled
+        ) r
+        WHERE r.nth <= p_per_tenant - (
+          SELECT count(*) FROM public.webhook_deliveries f
+          WHERE f.tenant_id = r.tenant_id AND f.status = 'delivering' AND f.due_at > now())
+        ORDER BY r.due_at
+        LIMIT p_limit))
       FOR UPDATE OF c SKIP LOCKED
     ))
     RETURNING d.*
@@ -793,7 +806,7 @@ REVOKE ALL ON FUNCTION
   app_private.max_webhook_endpoints_per_tenant(),
   app_private.asset_events(), app_private.new_webhook_secret(), app_private.managed_endpoint_tenant(uuid),
   app_private.check_webhook_settings(text, text[]), app_private.fan_out_event(),
-  app_private.claim_webhook_deliveries(text, integer, integer),
+  app_private.claim_webhook_deliveries(text, integer, integer, integer),
   app_private.record_webhook_attempt(uuid, text, integer, boolean, integer, integer, text, text,
                                      double precision, double precision, interval, interval),
   app_private.webhook_event_body(uuid), app_private.purge_webhook_events(interval, integer),

@@ -4,7 +4,7 @@
 -- name: claim_deliveries
 SELECT c.delivery_id, c.event_id, c.endpoint_id, c.tenant_id, c.url, c.attempt, c.event_type,
        c.event_created_at, c.body, c.secrets
-FROM app_private.claim_webhook_deliveries(%(dispatcher_id)s, %(limit)s, %(lease_seconds)s) c;
+FROM app_private.claim_webhook_deliveries(%(dispatcher_id)s, %(limit)s, %(lease_seconds)s, %(per_tenant)s) c;
 
 -- name: record_attempts
 -- A whole batch's attempts in one round trip: %(results)s is a JSON array of

@@ -269,3 +269,20 @@ def test_a_slow_receiver_does_not_hold_other_tenants_deliveries(conn: psycopg.Co
     finally:
         fast.stop()
     assert conn.execute("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'succeeded'").fetchone()["n"] == 2
+
+
+def test_one_tenant_holds_at_most_its_share_of_deliveries_in_flight(conn: psycopg.Connection, tenant: Tenant) -> None:
+    """Tenant A's backlog of 6 due deliveries takes at most 4 claims at once, and tenant B's newer delivery
+    is claimed in the same batch; while A's 4 are in flight no dispatcher claims more of A's."""
+    from tests.integration.webhooks.conftest import make_tenant
+
+    other = make_tenant(conn)
+    add_endpoint(conn, tenant.id, "https://a.example/h", ["job.completed"])
+    add_endpoint(conn, other.id, "https://b.example/h", ["job.completed"])
+    for _ in range(6):
+        finish_job(conn, tenant.asset)
+    finish_job(conn, other.asset)  # due after all of A's
+    claim = "SELECT tenant_id FROM app_private.claim_webhook_deliveries(%s, 8, 60, 4)"
+    first = [r["tenant_id"] for r in conn.execute(claim, ("d1",)).fetchall()]
+    assert sorted(map(str, first)) == sorted([str(tenant.id)] * 4 + [str(other.id)])
+    assert conn.execute(claim, ("d2",)).fetchall() == []  # A's other 2 wait for a free share
