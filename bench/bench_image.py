@@ -107,7 +107,7 @@ def main() -> None:
         e = eng.start_engine(data_root=Path(tempfile.mkdtemp(prefix="cfbench-docker-", dir="/var/tmp")))
         try:
             with tempfile.TemporaryDirectory(prefix="cfbench-base-") as tmp:
-                eng.ensure_base_images(e, Path(tmp))
+                eng.ensure_base_images(e, Path(tmp), ["python:3.11-slim-bookworm"])
             measure(e, label, dockerfile)
         finally:
             e.stop()

@@ -159,6 +159,10 @@ class Engine:
         if self.lock_fd is not None:
             os.close(self.lock_fd)
             self.lock_fd = None
+        # The daemon leaves its network namespace bind-mounted under the exec root.
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for point in sorted((m for m in mounts if m.startswith(f"{self.root}/")), reverse=True):
+            run(["umount", "--lazy", point], check=False)
         shutil.rmtree(self.root, ignore_errors=True)
         if not str(self.data_root).startswith(str(CACHE_DIR)):
             # A private data root (the cache was busy or not writable): nothing of it is kept.
@@ -224,15 +228,15 @@ def start_engine(data_root: Path | None = None) -> Engine:
     raise EngineUnavailable(f"dockerd did not answer within {ENGINE_START_SECONDS} s:\n{why}")
 
 
-def ensure_base_images(engine: Engine, workdir: Path) -> None:
-    """debian:bookworm-slim from debootstrap, then the stand-ins of STAND_INS built FROM it."""
+def ensure_base_images(engine: Engine, workdir: Path, tags: Sequence[str] = tuple(STAND_INS)) -> None:
+    """debian:bookworm-slim from debootstrap, then the stand-ins of STAND_INS (``tags``) built FROM it."""
     if engine.docker("image", "inspect", DEBIAN_BASE_TAG, check=False).returncode != 0:
         tar = base_rootfs_tar(workdir)
         with open(tar, "rb") as fh:
             engine.docker("import", "--change", "CMD [\"bash\"]", "--change", "ENV LANG=C.UTF-8", "-", DEBIAN_BASE_TAG,
                           input=fh.read())
-    for tag, context in STAND_INS.items():
-        engine.docker("build", "--network=host", "-t", tag, context)
+    for tag in tags:
+        engine.docker("build", "--network=host", "-t", tag, STAND_INS[tag])
 
 
 def container_runs(engine: Engine) -> None:
