@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.containers import engine as eng
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.containers import engine as eng  # noqa: E402 - importable once the tree is on sys.path
 
 
 def _context(tmp: Path, dockerfile: str | None) -> Path:

@@ -36,6 +36,9 @@ STAND_INS = {
 #: The machine's CA bundle: copied into the base so TLS downloads inside builds verify.
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+#: Longest wait, in seconds, for another run holding the cached data root: a warm run takes about
+#: two minutes, a run with a cold private data root about ten.
+CACHE_WAIT_SECONDS = 600
 #: Longest wait for the engine's API after start, in seconds.
 ENGINE_START_SECONDS = 60
 
@@ -180,6 +183,19 @@ def _client_for(dockerd: str) -> str:
     return found
 
 
+def _lock(fd: int, wait: float) -> None:
+    """Take the cache's lock, waiting up to ``wait`` seconds for another run; OSError if still held."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(2)
+
+
 def start_engine(data_root: Path | None = None) -> Engine:
     """Start dockerd from Debian's docker.io; raise EngineUnavailable when none can run here.
 
@@ -198,7 +214,7 @@ def start_engine(data_root: Path | None = None) -> Engine:
         try:
             CACHE_DIR.mkdir(parents=True, exist_ok=True)
             lock_fd = os.open(CACHE_DIR / "engine.lock", os.O_CREAT | os.O_RDWR, 0o600)
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(lock_fd, CACHE_WAIT_SECONDS)
             data_root = CACHE_DIR / "docker"
         except OSError:
             if lock_fd is not None:

@@ -45,6 +45,7 @@ class Stack:
     def __init__(self, engine: eng.Engine, override: Path) -> None:
         self.engine = engine
         self.files = ["-p", PROJECT, "-f", str(REPO / "compose.yaml"), "-f", str(override)]
+        self.build_output = ""
 
     def compose(self, *args: str, check: bool = True, timeout: float = 1800):
         return eng.run([*_compose_cli(), *self.files, *args], env=self.engine.env, check=check, timeout=timeout)
@@ -112,7 +113,7 @@ def stack(engine: eng.Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
     s = Stack(engine, _override(tmp_path_factory.mktemp("compose")))
     t0 = time.monotonic()
     built = s.compose("build")
-    s.build_output = built.stdout + built.stderr  # type: ignore[attr-defined]
+    s.build_output = built.stdout + built.stderr
     print(f"compose build in {time.monotonic() - t0:.0f} s")
     try:
         s.compose("up", "-d", "--no-build", "--scale", "worker=3", timeout=600)
@@ -156,8 +157,8 @@ def test_compose_stack_processes_media_survives_a_kill_and_drains_on_stop(stack:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "contentforge")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "contentforge-secret")
     # (c) One build of the project image for migrate, worker and scheduler.
-    built_services = re.findall(r"^Building (\S+)", stack.build_output, flags=re.M)  # type: ignore[attr-defined]
-    assert sorted(built_services) == ["migrate", "s3"], stack.build_output[-3000:]  # type: ignore[attr-defined]
+    built_services = re.findall(r"^Building (\S+)", stack.build_output, flags=re.M)
+    assert sorted(built_services) == ["migrate", "s3"], stack.build_output[-3000:]
     # (b) and (f): a writable home and espeak-ng in the image, as the app user.
     probe = engine.docker("run", "--rm", "--network=none", "--entrypoint", "sh", "contentforge:latest", "-c",
                           'id -un && touch "$HOME/.cache/probe" && echo "$XDG_CACHE_HOME" && espeak-ng --version').stdout
@@ -183,9 +184,19 @@ def test_compose_stack_processes_media_survives_a_kill_and_drains_on_stop(stack:
     clip1 = upload(media.video(tmp_path, "clip1.mp4", size=(1280, 720), seconds=8, rate=25), **video_kw)
     clip2 = upload(media.video(tmp_path, "clip2.mp4", size=(1280, 720), seconds=8, rate=25), **video_kw)
 
+    # (f) The demo's sample video, made inside the image (its espeak-ng speaks the sentence).
+    out = tmp_path / "from-image"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    engine.docker("run", "--rm", "--network=none", "-v", f"{out}:/out", "--entrypoint", "python", "contentforge:latest",
+                  "-c", "import shutil, tempfile; from pathlib import Path; from cli.samples import video; "
+                  "shutil.copy(video(Path(tempfile.mkdtemp())), '/out/lesson.mp4')")
+    lesson = upload(out / "lesson.mp4", **video_kw)
+
     # Phase 1: real media across the containers; the worker running the first transcode is killed.
     jobs1 = {**{f"photo.{k}": v for k, v in _enqueue(conn, photo, ["metadata", "thumbnail"]).items()},
-             **{f"clip1.{k}": v for k, v in _enqueue(conn, clip1, ["metadata", "thumbnail", "transcode"]).items()}}
+             **{f"clip1.{k}": v for k, v in _enqueue(conn, clip1, ["metadata", "thumbnail", "transcode"]).items()},
+             "lesson.transcript": _enqueue(conn, lesson, ["transcript"])["transcript"]}
     transcode = jobs1["clip1.transcode"]
     running = _wait("the transcode to start", PHASE_SECONDS, lambda: conn.execute(
         "SELECT worker_id FROM asset_processing_jobs WHERE id = %s AND status = 'running'", (transcode,)).fetchone())
@@ -212,6 +223,9 @@ def test_compose_stack_processes_media_survives_a_kill_and_drains_on_stop(stack:
         assert a["processing_status"] == "ready" and a["variants"], a
         for v in a["variants"].values():
             assert storage.exists(v["key"]), v
+    text = conn.execute("SELECT output_data->>'text' AS text FROM asset_processing_jobs WHERE id = %s",
+                        (jobs1["lesson.transcript"],)).fetchone()["text"].lower()
+    assert "welcome" in text and "speech" in text, text
     kill_state = json.loads(engine.docker("inspect", "--format", "{{json .State}}", workers[victim]).stdout)
     assert kill_state["Status"] == "exited" and kill_state["ExitCode"] == 137, kill_state
 
