@@ -86,16 +86,22 @@ def _apt_sources_for_base(uri: str) -> str:
     return f"Types: deb\nURIs: {uri}\nSuites: {DEBIAN_SUITE} {DEBIAN_SUITE}-updates\nComponents: main\n"
 
 
+def rootfs_key() -> str:
+    """What the base depends on: suite, mirror, CA bundle, apt sources, and the month (so a cached
+    base picks up Debian's updates at least monthly)."""
+    uri, _ = debian_mirror()
+    return hashlib.sha256(f"{DEBIAN_SUITE} {uri} {time.strftime('%Y-%m')} ".encode() + CA_BUNDLE.read_bytes()
+                          + _apt_sources_for_base(uri).encode()).hexdigest()[:16]
+
+
 def base_rootfs_tar(workdir: Path) -> Path:
     """A tarball of a minimal Debian bookworm with the machine's CA bundle and apt sources.
 
-    Taken from the cache when a previous run left one for the same mirror and CA bundle; made with
+    Taken from the cache when a previous run left one with the same ``rootfs_key()``; made with
     debootstrap otherwise (a few minutes).
     """
     uri, keyring = debian_mirror()
-    key = hashlib.sha256(f"{DEBIAN_SUITE} {uri} ".encode() + CA_BUNDLE.read_bytes()
-                         + _apt_sources_for_base(uri).encode()).hexdigest()[:16]
-    cached = CACHE_DIR / f"rootfs-{DEBIAN_SUITE}-{key}.tar"
+    cached = CACHE_DIR / f"rootfs-{DEBIAN_SUITE}-{rootfs_key()}.tar"
     if cached.exists():
         return cached
     rootfs = workdir / "rootfs"
@@ -115,6 +121,8 @@ def base_rootfs_tar(workdir: Path) -> Path:
     shutil.rmtree(rootfs)
     try:
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        for stale in CACHE_DIR.glob(f"rootfs-{DEBIAN_SUITE}-*.tar"):
+            stale.unlink()
         shutil.move(tar, cached)
         return cached
     except OSError:
@@ -246,11 +254,14 @@ def start_engine(data_root: Path | None = None) -> Engine:
 
 def ensure_base_images(engine: Engine, workdir: Path, tags: Sequence[str] = tuple(STAND_INS)) -> None:
     """debian:bookworm-slim from debootstrap, then the stand-ins of STAND_INS (``tags``) built FROM it."""
-    if engine.docker("image", "inspect", DEBIAN_BASE_TAG, check=False).returncode != 0:
+    key = rootfs_key()
+    have = engine.docker("image", "inspect", "--format", '{{index .Config.Labels "org.contentforge.rootfs"}}',
+                         DEBIAN_BASE_TAG, check=False)
+    if have.returncode != 0 or have.stdout.strip() != key:
         tar = base_rootfs_tar(workdir)
         with open(tar, "rb") as fh:
-            engine.docker("import", "--change", "CMD [\"bash\"]", "--change", "ENV LANG=C.UTF-8", "-", DEBIAN_BASE_TAG,
-                          input=fh.read())
+            engine.docker("import", "--change", "CMD [\"bash\"]", "--change", "ENV LANG=C.UTF-8",
+                          "--change", f"LABEL org.contentforge.rootfs={key}", "-", DEBIAN_BASE_TAG, input=fh.read())
     for tag in tags:
         engine.docker("build", "--network=host", "-t", tag, STAND_INS[tag])
 
