@@ -258,6 +258,9 @@ def ensure_base_images(engine: Engine, workdir: Path, tags: Sequence[str] = tupl
     have = engine.docker("image", "inspect", "--format", '{{index .Config.Labels "org.contentforge.rootfs"}}',
                          DEBIAN_BASE_TAG, check=False)
     if have.returncode != 0 or have.stdout.strip() != key:
+        if have.returncode == 0:
+            # Everything built on the old base would be rebuilt anyway: free its space first.
+            engine.docker("image", "prune", "--all", "--force", timeout=600)
         tar = base_rootfs_tar(workdir)
         with open(tar, "rb") as fh:
             engine.docker("import", "--change", "CMD [\"bash\"]", "--change", "ENV LANG=C.UTF-8",
