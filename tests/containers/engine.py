@@ -37,7 +37,7 @@ STAND_INS = {
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 #: Longest wait, in seconds, for another run holding the cached data root: a warm run takes about
-#: two minutes, a run with a cold private data root about ten.
+#: a minute or two, a run with a cold private data root seven to nine.
 CACHE_WAIT_SECONDS = 600
 #: Longest wait for the engine's API after start, in seconds.
 ENGINE_START_SECONDS = 60
