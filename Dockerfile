@@ -1,70 +1,81 @@
-# syntax=docker/dockerfile:1.7
 # contentforge: one image for migrate, worker and scheduler (see compose.yaml).
 #
 #   docker build -t contentforge .          # worker, scheduler, S3: faster-whisper transcripts
 #   docker build -t contentforge:whisper --build-arg EXTRAS=worker,scheduler,s3,whisper .   # + openai-whisper on CPU torch
 #
-# Layers are ordered from least to most often changed: OS packages, Python dependencies (only
-# re-installed when pyproject.toml changes), then our source.
+# Plain RUN lines only (no BuildKit heredocs, no `# syntax=` image to pull): builds with the
+# classic builder of any engine, Debian bookworm's docker.io 20.10 included.
+#
+# Layers, from least to most often changed:
+#   runtime OS packages (ffmpeg, espeak-ng, tini)              changes with this file
+#   /opt/venv: every dependency, no project code (~650 MB)     changes with pyproject.toml only
+#   the project's wheel, installed with --no-deps (~1.3 MB)  changes with every code edit
 
 ARG PYTHON_VERSION=3.11
 
-# ---- build: a virtualenv with every dependency, compiled where needed -------------------------
-FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+# ---- deps: a virtualenv with every dependency and nothing of ours ----------------------------
+FROM python:${PYTHON_VERSION}-slim-bookworm AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-
-# Dependencies first: this layer is reused until pyproject.toml changes.
 ARG EXTRAS="worker,scheduler,s3"
 # openai-whisper needs torch; take PyTorch's CPU wheels (a plain `torch` pulls gigabytes of CUDA).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Only pyproject.toml and the script that reads it: this layer is reused until they change.
 COPY pyproject.toml ./
-RUN python - <<'PY' > /tmp/requirements.txt
-import os, tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-extras = project["optional-dependencies"]
-def expand(names):  # an extra may name others as contentforge[a,b]
-    for name in names:
-        for dep in extras[name]:
-            if dep.startswith("contentforge["):
-                yield from expand(dep[len("contentforge["):-1].split(","))
-            else:
-                yield dep
-deps = list(project["dependencies"]) + list(expand(filter(None, os.environ.get("EXTRAS", "").split(","))))
-print("\n".join(deps))
-PY
+COPY scripts/requirements-from-pyproject ./scripts/
+RUN python scripts/requirements-from-pyproject pyproject.toml "$EXTRAS" > /tmp/requirements.txt \
+ && cat /tmp/requirements.txt
 RUN if grep -q '^torch' /tmp/requirements.txt; then \
       pip install --index-url "$TORCH_INDEX_URL" "$(grep '^torch' /tmp/requirements.txt)"; \
     fi \
  && pip install -r /tmp/requirements.txt
 
-# Our source last: editing code rebuilds only this layer.
-COPY README.md ./
+# ---- wheel: the project alone, built from the source --------------------------------------------
+FROM python:${PYTHON_VERSION}-slim-bookworm AS wheel
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# The build backend in a cached layer of its own, so a code edit does not download it again.
+RUN python -m venv /opt/build && /opt/build/bin/pip install "setuptools>=77" wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
 COPY contentforge ./contentforge
 COPY schema ./schema
 COPY jobs ./jobs
 COPY workers ./workers
 COPY scheduler ./scheduler
 COPY cli ./cli
-RUN pip install --no-deps .
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
-# ---- runtime: slim, ffmpeg, non-root -----------------------------------------------------------
+# ---- runtime: slim, ffmpeg, espeak-ng, non-root ---------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
-# ffmpeg/ffprobe for transcodes, posters and probing; tini reaps ffmpeg children and forwards signals.
+# ffmpeg/ffprobe for transcodes, posters and probing; espeak-ng so the generated sample media
+# (`contentforge process` with no files) carry real speech; tini reaps ffmpeg children and
+# forwards signals.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg tini \
+ && apt-get install -y --no-install-recommends ffmpeg espeak-ng tini \
  && rm -rf /var/lib/apt/lists/*
+# A real, writable home: model caches (faster-whisper, openai-whisper, Hugging Face) go under
+# $HOME/.cache, and the data directory lives beside it.
 RUN groupadd --system --gid 10001 contentforge \
- && useradd --system --uid 10001 --gid contentforge --home-dir /app --shell /usr/sbin/nologin contentforge
-COPY --from=build /opt/venv /opt/venv
+ && useradd --system --uid 10001 --gid contentforge --create-home --home-dir /home/contentforge \
+      --shell /usr/sbin/nologin contentforge \
+ && mkdir -p /app/data /home/contentforge/.cache \
+ && chown contentforge:contentforge /app/data /home/contentforge/.cache
 ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/home/contentforge \
+    XDG_CACHE_HOME=/home/contentforge/.cache \
     PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CONTENTFORGE_LOG_FORMAT=json \
     CONTENTFORGE_DATA_DIR=/app/data
+# The dependencies: one large layer, identical until pyproject.toml changes.
+COPY --from=deps /opt/venv /opt/venv
+# The project: a small layer per code change.
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install --no-deps --no-index /tmp/wheels/*.whl && rm -rf /tmp/wheels
 WORKDIR /app
-RUN mkdir -p /app/data && chown contentforge:contentforge /app/data
 USER contentforge
 # Prometheus metrics of `contentforge worker`.
 EXPOSE 9191

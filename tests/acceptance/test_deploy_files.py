@@ -33,7 +33,25 @@ def config() -> dict:
 
 def test_compose_is_valid_and_has_the_services(config: dict) -> None:
     """compose.yaml passes `compose config` and defines every service of the deployment."""
-    assert {"postgres", "redis", "minio", "migrate", "worker", "scheduler"} <= set(config["services"])
+    assert {"postgres", "redis", "s3", "create-bucket", "migrate", "worker", "scheduler"} <= set(config["services"])
+
+
+def test_compose_builds_the_project_image_once(config: dict) -> None:
+    """Only migrate builds contentforge:latest; worker and scheduler run that same image."""
+    services = config["services"]
+    builders = sorted(name for name, s in services.items() if "build" in s)
+    assert builders == ["migrate", "s3"]
+    assert {services[n]["image"] for n in ("migrate", "worker", "scheduler")} == {"contentforge:latest"}
+
+
+def test_every_image_is_pinned(config: dict) -> None:
+    """No service runs a :latest image from a registry (our own contentforge image excepted)."""
+    for name, s in config["services"].items():
+        image = s["image"]
+        if image == "contentforge:latest":
+            continue
+        assert ":" in image and not image.endswith(":latest"), (name, image)
+        assert "minio" not in image, (name, image)
 
 
 def test_workers_scale_and_wait_for_migration(config: dict) -> None:
@@ -53,10 +71,41 @@ def test_two_scheduler_replicas_and_one_shot_migrate(config: dict) -> None:
 
 
 def test_dockerfile_is_multistage_slim_and_non_root() -> None:
-    """The image builds in one stage and runs from a slim one, as a non-root user, with ffmpeg."""
+    """Dependencies and the project build in stages of their own; the image runs slim, non-root, with ffmpeg."""
     text = (REPO / "Dockerfile").read_text()
     stages = [line for line in text.splitlines() if line.startswith("FROM ")]
-    assert len(stages) == 2 and all("slim" in s for s in stages)
-    assert "USER contentforge" in text and "ffmpeg" in text
+    assert len(stages) == 3 and all("slim" in s for s in stages)
+    assert "USER contentforge" in text and "ffmpeg" in text and "espeak-ng" in text
+    assert "HOME=/home/contentforge" in text and "XDG_CACHE_HOME" in text
     # The package list the image installs comes from pyproject.toml, so the two cannot drift.
-    assert "tomllib" in text and "pip install --no-deps ." in text
+    assert "scripts/requirements-from-pyproject" in text and "pip install --no-deps" in text
+
+
+def test_dockerfile_needs_no_buildkit() -> None:
+    """Plain RUN lines only: no `# syntax=` image to pull and no heredocs, so the classic builder works."""
+    text = (REPO / "Dockerfile").read_text()
+    assert not text.startswith("# syntax") and "<<" not in text
+
+
+def test_requirements_script_expands_self_references() -> None:
+    """The Dockerfile's requirements come from pyproject.toml, with contentforge[...] extras expanded."""
+    import sys
+    import tomllib
+
+    out = subprocess.run([sys.executable, str(REPO / "scripts/requirements-from-pyproject"),
+                          str(REPO / "pyproject.toml"), "all"], capture_output=True, text=True, check=True)
+    reqs = out.stdout.split()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert not any(r.startswith("contentforge") for r in reqs)
+    assert set(reqs) == set(project["dependencies"]) | {d for e in ("worker", "scheduler", "s3", "embedded")
+                                                       for d in extras[e]}
+    bad = subprocess.run([sys.executable, str(REPO / "scripts/requirements-from-pyproject"),
+                          str(REPO / "pyproject.toml"), "nope"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "no extra named 'nope'" in bad.stderr
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    """.dockerignore leaves out the virtualenv, git, caches, local data and the tests."""
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "node_modules", "contentforge-data", "**/__pycache__", ".pytest_cache", "tests"} <= ignored
