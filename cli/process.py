@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,8 +82,12 @@ def _workers(settings: Settings, db_url: str, redis_url: str, store_url: str, lo
            "CONTENTFORGE_LOG_FORMAT": "json", "CONTENTFORGE_METRICS_PORT": "0"}
     processes = str(min(settings.worker_processes, 2))
     with open(log_file, "ab") as log:
+        # setpriv --pdeathsig: the worker drains and stops if this command is killed (SIGKILL, a
+        # timeout) instead of running on as an orphan with its embedded PostgreSQL and Redis gone.
+        setpriv = shutil.which("setpriv")
+        guard = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker", "--processes", processes, "--threads", "1"],
+            [*guard, sys.executable, "-m", "cli", "worker", "--processes", processes, "--threads", "1"],
             env=env, stdout=log, stderr=log, start_new_session=True)
         try:
             yield

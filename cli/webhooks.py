@@ -137,7 +137,10 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from workers.webhook_dispatcher import Dispatcher
 
     stop = threading.Event() if args.once else stop_on_signals()
-    with database(settings) as url:
+    with database(settings) as db_url:
+        # LISTEN for new deliveries needs a session: DATABASE_SESSION_URL when set; a transaction
+        # pooler is refused with the fix named (contentforge.pooler).
+        url = _session_url(settings, db_url, "`contentforge webhooks dispatch`")
         dispatcher = Dispatcher(settings, url)
         try:
             if args.once:
@@ -149,13 +152,24 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _session_url(settings: Settings, db_url: str, process: str) -> str:
+    """The URL to LISTEN on, checked to keep a session (exit 2 naming the fix behind a transaction pooler)."""
+    from contentforge.pooler import require_session
+    from contentforge.services import session_database
+
+    url, setting = session_database(settings, db_url)
+    require_session(url, process=process, needs="LISTEN for new events", setting=setting)
+    return url
+
+
 # --- events ------------------------------------------------------------------------------------
 def cmd_events_tail(args: argparse.Namespace, settings: Settings) -> int:
     from contentforge.signals import stop_on_signals
 
     stop = stop_on_signals()
     q = queries("webhooks")
-    with database(settings) as url, connect(url, autocommit=True) as conn:
+    with database(settings) as db_url, \
+            connect(_session_url(settings, db_url, "`contentforge events tail`"), autocommit=True) as conn:
         conn.execute(q["listen_events"])
         print("listening on contentforge_events", file=sys.stderr)
         while not stop.is_set():

@@ -860,10 +860,10 @@ $$;
 
 
 --
--- Name: claim_webhook_deliveries(text, integer, integer); Type: FUNCTION; Schema: app_private; Owner: -
+-- Name: claim_webhook_deliveries(text, integer, integer, integer); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
-CREATE FUNCTION app_private.claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer) RETURNS TABLE(delivery_id uuid, event_id uuid, endpoint_id uuid, tenant_id uuid, url text, attempt integer, event_type text, event_created_at timestamp with time zone, body text, secrets text[])
+CREATE FUNCTION app_private.claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer, p_per_tenant integer DEFAULT 4) RETURNS TABLE(delivery_id uuid, event_id uuid, endpoint_id uuid, tenant_id uuid, url text, attempt integer, event_type text, event_created_at timestamp with time zone, body text, secrets text[])
     LANGUAGE sql
     SET search_path TO ''
     AS $$
@@ -875,10 +875,22 @@ CREATE FUNCTION app_private.claim_webhook_deliveries(p_dispatcher_id text, p_lim
     -- planned as a hash join over the whole table, which grows with the delivery log).
     WHERE d.id = ANY (ARRAY(
       SELECT c.id FROM public.webhook_deliveries c
-      JOIN public.webhook_endpoints e ON e.tenant_id = c.tenant_id AND e.id = c.endpoint_id
-      WHERE c.status IN ('pending', 'delivering') AND c.due_at <= now() AND e.enabled
-      ORDER BY c.due_at
-      LIMIT p_limit
+      WHERE c.id = ANY (ARRAY(
+        -- Fairness between tenants: at most p_per_tenant deliveries of one tenant in flight across
+        -- every dispatcher (a tenant whose receivers are slow or whose backlog is large holds at
+        -- most that many sending threads), oldest due first within the tenant.
+        SELECT r.id FROM (
+          SELECT q.id, q.due_at, q.tenant_id,
+                 row_number() OVER (PARTITION BY q.tenant_id ORDER BY q.due_at) AS nth
+          FROM public.webhook_deliveries q
+          JOIN public.webhook_endpoints e ON e.tenant_id = q.tenant_id AND e.id = q.endpoint_id
+          WHERE q.status IN ('pending', 'delivering') AND q.due_at <= now() AND e.enabled
+        ) r
+        WHERE r.nth <= p_per_tenant - (
+          SELECT count(*) FROM public.webhook_deliveries f
+          WHERE f.tenant_id = r.tenant_id AND f.status = 'delivering' AND f.due_at > now())
+        ORDER BY r.due_at
+        LIMIT p_limit))
       FOR UPDATE OF c SKIP LOCKED
     ))
     RETURNING d.*
@@ -6659,10 +6671,10 @@ REVOKE ALL ON FUNCTION app_private.claim_job(p_worker_id text, p_lease_seconds i
 
 
 --
--- Name: FUNCTION claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer); Type: ACL; Schema: app_private; Owner: -
+-- Name: FUNCTION claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer, p_per_tenant integer); Type: ACL; Schema: app_private; Owner: -
 --
 
-REVOKE ALL ON FUNCTION app_private.claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION app_private.claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer, p_per_tenant integer) FROM PUBLIC;
 
 
 --

@@ -131,3 +131,15 @@ def test_check_waits_for_an_unreachable_database(command: str, redis_url: str, r
         assert proc.poll() is None, log.read_text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()
+
+
+@pytest.mark.parametrize(("command", "process"), [
+    (("webhooks", "dispatch"), "contentforge webhooks dispatch"),
+    (("events", "tail"), "contentforge events tail"),
+])
+def test_event_listeners_refuse_a_transaction_pooler(command: tuple[str, ...], process: str, db_url: str,
+                                                    tmp_path: Path, transaction_pooler: PgBouncer) -> None:
+    """The webhook dispatcher and `events tail` LISTEN, so through a transaction pooler they exit 2 with the
+    fix instead of polling or missing events silently."""
+    _refused(cli(*command, env=cli_env(transaction_pooler.url(db_url), CONTENTFORGE_DATA_DIR=str(tmp_path))),
+             process)
