@@ -38,6 +38,13 @@ log = get_logger(__name__)
 
 #: Session advisory lock that elects the one active relay per database ("cfjobrly").
 RELAY_LOCK_KEY = 0x63666A6F62726C79
+#: Pause before the relay's first restart, in seconds; it doubles on each failure that follows
+#: closely on the last (up to RESTART_MAX_DELAY_SECONDS), so a failure that repeats at once (a bug)
+#: does not restart and log a traceback several times a second.
+RESTART_DELAY_SECONDS = 0.2
+RESTART_MAX_DELAY_SECONDS = 5.0
+#: A relay that ran this long before failing was healthy: its next restart waits the first pause again.
+HEALTHY_RUN_SECONDS = 30.0
 #: Rows purged per sweep: bounded, so a sweep never holds locks or the database for long.
 PURGE_BATCH = 5000
 #: Expired leases reclaimed per sweep.
@@ -104,28 +111,28 @@ class Relay:
     def run(self, stop: threading.Event) -> None:
         """Elect, listen and sweep until ``stop`` is set; survives PostgreSQL and Redis outages, and
         restarts itself after any other error."""
-        delay = 0.2
+        delay = RESTART_DELAY_SECONDS / 2  # doubled before the first pause
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 with open_connection(self.database_url, autocommit=True, connect_timeout=5,
                                      application_name="contentforge-relay") as conn:
-                    delay = 0.2
                     self._serve(conn, stop)
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 self.active.clear()
+                delay = _restart_delay(delay, started)
                 log.warning("relay lost PostgreSQL; reconnecting", error=str(exc).strip(), retry_in=delay)
                 stop.wait(delay)
-                delay = min(delay * 2, 5.0)
             except Exception as exc:
                 # Anything else (a bug, an unexpected library error) would end the thread and with
                 # it every nudge and lease reclaim until the process restarted: log it, give the
                 # lock up (the connection closed above) and start over, as after an outage.
                 self.active.clear()
                 self.restarts += 1
+                delay = _restart_delay(delay, started)
                 log.error("relay failed; restarting it", error=f"{exc.__class__.__name__}: {exc}".strip(),
                           exc_info=True, retry_in=delay)
                 stop.wait(delay)
-                delay = min(delay * 2, 5.0)
         self.active.clear()
         self.store.close()
 
@@ -163,3 +170,10 @@ class Relay:
             step()
         except (BrokerUnavailable, redis.RedisError, dramatiq.errors.BrokerConnectionError) as exc:
             log.warning("relay cannot reach Redis; nudges wait for the next sweep", error=str(exc).strip())
+
+
+def _restart_delay(previous: float, started: float) -> float:
+    """The pause before restarting a relay loop that began at ``started`` (time.monotonic())."""
+    if time.monotonic() - started >= HEALTHY_RUN_SECONDS:
+        return RESTART_DELAY_SECONDS
+    return min(previous * 2, RESTART_MAX_DELAY_SECONDS)

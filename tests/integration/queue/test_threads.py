@@ -119,3 +119,32 @@ def test_relay_keeps_nudging_when_its_purge_fails(in_process, world: World, conn
     in_process(threads=1, job_retention_days=1)
     job_id = enqueue(conn, world.asset, params={"tag": "new"})
     assert wait_status(conn, job_id, "completed", timeout=20)["attempts"] == 1
+
+
+class RelayAlwaysRaising(Relay):
+    """A relay whose every sweep raises at once: a bug that repeats on every restart."""
+
+    def sweep(self) -> dict[str, int]:
+        raise RuntimeError("relay bug")
+
+
+def test_a_relay_failing_at_once_backs_off(db_url: str, redis_url: str, run_id: str) -> None:
+    """A relay that fails again right after each restart waits longer each time (0.2, 0.4, 0.8, 1.6 s ...)
+    instead of restarting and logging a traceback every 0.2 s (about 15 restarts in 3 s before)."""
+    from workers.broker import make_broker
+
+    relay = RelayAlwaysRaising(database_url=db_url, broker=make_broker(redis_url), queue_name=f"q_{run_id}",
+                               lease_seconds=30, sweep_interval=0.05, retention_days=7)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: relay.restarts >= 1, 30, "the first restart")
+        first = relay.restarts
+        stop.wait(3.0)  # pauses 0.2 + 0.4 + 0.8 + 1.6 s: at most 4 more restarts (0.2 s each: about 15)
+        more = relay.restarts - first
+    finally:
+        stop.set()
+        thread.join(15)
+    assert not thread.is_alive()
+    assert more <= 4
