@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
 from typing import Any
 
 import psycopg
 
+from cli.arguments import db_error, uuid_arg
 from contentforge import api
 from contentforge.errors import ConfigurationError, ContentforgeError
 from contentforge.services import database
@@ -27,19 +27,6 @@ class JobNotFound(ContentforgeError):
     exit_code = 1
 
 
-def _uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
-
-
-def _db_error(exc: psycopg.Error) -> ContentforgeError:
-    """A refusal of the queue's SQL functions, as a readable CLI error."""
-    message = (exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)).strip()
-    err = ContentforgeError(message)
-    err.exit_code = 2 if exc.sqlstate in ("22023", "PT404", "23505", "42501") else 1
-    return err
 
 
 # --- enqueue -----------------------------------------------------------------------------------
@@ -55,7 +42,7 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
             job_id = api.enqueue(url, args.asset_id, args.job_type, params, priority=args.priority,
                                  idempotency_key=args.idempotency_key)
         except psycopg.Error as exc:
-            raise _db_error(exc) from exc
+            raise db_error(exc) from exc
     print(job_id)
     return 0
 
@@ -102,7 +89,7 @@ def _change(args: argparse.Namespace, settings: Settings, verb: str) -> int:
         try:
             changed = fn(url, args.job_id)
         except psycopg.Error as exc:
-            raise _db_error(exc) from exc
+            raise db_error(exc) from exc
     state = {"retry": ("queued again", "not failed or cancelled: nothing to retry"),
              "cancel": ("cancelled", "already finished: nothing to cancel")}[verb]
     if args.json:
@@ -139,7 +126,7 @@ def register_enqueue(sub: Any) -> None:
     p = sub.add_parser("enqueue", help="queue a job for an asset; prints the job id",
                        description="Queue one job through enqueue_asset_job (the same rules as SQL "
                        "callers: job type must fit the asset's file type).")
-    p.add_argument("asset_id", type=_uuid, metavar="ASSET_ID")
+    p.add_argument("asset_id", type=uuid_arg, metavar="ASSET_ID")
     p.add_argument("job_type", metavar="JOB_TYPE", help="metadata, thumbnail, transcode, transcript, optimize, noop")
     p.add_argument("--params", default="{}", help="job parameters as a JSON object (default {})")
     p.add_argument("--priority", type=int, default=None,
@@ -153,7 +140,7 @@ def register_jobs(sub: Any) -> None:
                           description="Operators' view of the job queue.")
     jsub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     p = jsub.add_parser("list", help="newest jobs first, with filters")
-    p.add_argument("--tenant", type=_uuid, help="only this tenant's jobs")
+    p.add_argument("--tenant", type=uuid_arg, help="only this tenant's jobs")
     p.add_argument("--status", choices=STATUSES)
     p.add_argument("--type", help="only this job type")
     p.add_argument("--limit", type=int, default=50)
@@ -165,7 +152,7 @@ def register_jobs(sub: Any) -> None:
         ("cancel", cmd_jobs_cancel, "cancel a pending or running job (exit 1 if it had finished)"),
     ):
         p = jsub.add_parser(name, help=text)
-        p.add_argument("job_id", type=_uuid, metavar="JOB_ID")
+        p.add_argument("job_id", type=uuid_arg, metavar="JOB_ID")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(handler=handler)
 

@@ -12,12 +12,12 @@ import argparse
 import json
 import sys
 import threading
-import uuid
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
+from cli.arguments import db_error, uuid_arg
 from contentforge.db import connect
 from contentforge.errors import ContentforgeError
 from contentforge.services import database
@@ -28,12 +28,6 @@ EVENT_TYPES = ("job.completed", "job.failed", "asset.processing_started", "asset
                "asset.ready", "asset.failed")
 
 
-def _uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
-
 
 def _time(text: str) -> datetime:
     try:
@@ -42,19 +36,13 @@ def _time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
 
 
-def _db_error(exc: psycopg.Error) -> ContentforgeError:
-    message = (exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)).strip()
-    err = ContentforgeError(message)
-    err.exit_code = 2 if exc.sqlstate in ("22023", "PT404", "42501", "23505", "23514") else 1
-    return err
-
 
 def _run(settings: Settings, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     with database(settings) as url, connect(url, autocommit=True) as conn:
         try:
             return conn.execute(queries("webhooks")[name], params).fetchall()
         except psycopg.Error as exc:
-            raise _db_error(exc) from exc
+            raise db_error(exc) from exc
 
 
 def _print(rows: Any) -> None:
@@ -195,7 +183,7 @@ def register_webhooks(sub: Any) -> None:
     p.set_defaults(handler=cmd_dispatch)
 
     p = ws.add_parser("add", help="register an endpoint; prints its id and its secret (once)")
-    p.add_argument("--tenant", type=_uuid, required=True)
+    p.add_argument("--tenant", type=uuid_arg, required=True)
     p.add_argument("--url", required=True, help="https://… (http only where the operator allows it)")
     p.add_argument("--event", action="append", choices=EVENT_TYPES, help="an event type (repeat); default all")
     p.add_argument("--description", default="")
@@ -203,12 +191,12 @@ def register_webhooks(sub: Any) -> None:
     p.set_defaults(handler=cmd_add)
 
     p = ws.add_parser("list", help="endpoints with their health (disabled ones first)")
-    p.add_argument("--tenant", type=_uuid)
+    p.add_argument("--tenant", type=uuid_arg)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_list)
 
     p = ws.add_parser("update", help="change an endpoint's URL, events or state")
-    p.add_argument("endpoint_id", type=_uuid, metavar="ENDPOINT_ID")
+    p.add_argument("endpoint_id", type=uuid_arg, metavar="ENDPOINT_ID")
     p.add_argument("--url")
     p.add_argument("--event", action="append", choices=EVENT_TYPES)
     p.add_argument("--description")
@@ -218,24 +206,24 @@ def register_webhooks(sub: Any) -> None:
     p.set_defaults(handler=cmd_update)
 
     p = ws.add_parser("rotate", help="new secret; the old one keeps signing during the overlap")
-    p.add_argument("endpoint_id", type=_uuid, metavar="ENDPOINT_ID")
+    p.add_argument("endpoint_id", type=uuid_arg, metavar="ENDPOINT_ID")
     p.add_argument("--overlap-seconds", type=int, default=86400)
     p.set_defaults(handler=cmd_rotate)
 
     p = ws.add_parser("remove", help="delete an endpoint and its deliveries")
-    p.add_argument("endpoint_id", type=_uuid, metavar="ENDPOINT_ID")
+    p.add_argument("endpoint_id", type=uuid_arg, metavar="ENDPOINT_ID")
     p.set_defaults(handler=cmd_remove)
 
     p = ws.add_parser("deliveries", help="the delivery log, newest first")
-    p.add_argument("--endpoint", type=_uuid)
-    p.add_argument("--event", type=_uuid)
+    p.add_argument("--endpoint", type=uuid_arg)
+    p.add_argument("--event", type=uuid_arg)
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_deliveries)
 
     p = ws.add_parser("replay", help="send one event, or an endpoint's events in a time range, again")
-    p.add_argument("--event", type=_uuid)
-    p.add_argument("--endpoint", type=_uuid)
+    p.add_argument("--event", type=uuid_arg)
+    p.add_argument("--endpoint", type=uuid_arg)
     p.add_argument("--since", type=_time, help="ISO 8601 time (with --endpoint)")
     p.add_argument("--until", type=_time, help="ISO 8601 time, exclusive (default: now)")
     p.set_defaults(handler=cmd_replay)
@@ -246,7 +234,7 @@ def register_events(sub: Any) -> None:
                        description="Events as they are committed (LISTEN contentforge_events).")
     es = e.add_subparsers(dest="events_command", required=True, metavar="ACTION")
     p = es.add_parser("tail", help="print each new event as one JSON line until interrupted")
-    p.add_argument("--tenant", type=_uuid, help="only this tenant's events")
+    p.add_argument("--tenant", type=uuid_arg, help="only this tenant's events")
     p.set_defaults(handler=cmd_events_tail)
 
 
