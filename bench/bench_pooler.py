@@ -119,8 +119,8 @@ def main() -> int:
             tenant = c.execute("INSERT INTO tenants (name, slug) VALUES ('bench', 'bench') RETURNING id").fetchone()[0]
             assets = [r[0] for r in c.execute(
                 """INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)
-                   SELECT %s, 'f.bin', 'other', 'application/octet-stream', 1, 'k/' || g
-                   FROM generate_series(1, 1000) g RETURNING id""", (tenant,))]
+                   SELECT %(t)s, 'f.bin', 'other', 'application/octet-stream', 1, %(t)s::text || '/k/' || g
+                   FROM generate_series(1, 1000) g RETURNING id""", {"t": tenant})]
         sessions = {m: Session(url, m, assets) for m in MODES}
         for s in sessions.values():  # warm up: caches, the prepared statements of the prepared mode
             s.block(50)

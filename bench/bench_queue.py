@@ -70,8 +70,8 @@ class Ours:
         self.conn = psycopg.connect(self.url, autocommit=True)
         tenant = self.conn.execute("INSERT INTO tenants (name, slug) VALUES ('bench', 'bench') RETURNING id").fetchone()[0]
         self.conn.execute("""INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)
-                             SELECT %s, 'f.bin', 'other', 'application/octet-stream', 1, 'k/' || g
-                             FROM generate_series(1, %s) g""", (tenant, assets))
+                             SELECT %(t)s, 'f.bin', 'other', 'application/octet-stream', 1, %(t)s::text || '/k/' || g
+                             FROM generate_series(1, %(n)s) g""", {"t": tenant, "n": assets})
         self.assets = assets
         self.proc: subprocess.Popen[bytes] | None = None
         self.seq = 0

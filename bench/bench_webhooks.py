@@ -122,7 +122,7 @@ def main() -> int:
         conn.execute("UPDATE app_private.job_types SET enabled = true WHERE test_only")  # noop is test-only
         tenant = conn.execute("INSERT INTO tenants (name, slug) VALUES ('B', 'b') RETURNING id").fetchone()[0]
         asset = conn.execute("""INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)
-                                VALUES (%s, 'x.png', 'image', 'image/png', 1, 'p') RETURNING id""", (tenant,)).fetchone()[0]
+                                VALUES (%s, 'x.png', 'image', 'image/png', 1, %s::text || '/p') RETURNING id""", (tenant, tenant)).fetchone()[0]
         rec = Receiver()
         endpoint, rec.secret = conn.execute("SELECT * FROM create_webhook_endpoint(%s, %s, ARRAY['job.completed'])",
                                             (tenant, f"http://127.0.0.1:{rec.port}/hook")).fetchone()
@@ -232,8 +232,8 @@ def outbox_cost(conn: psycopg.Connection, tenant: uuid.UUID, jobs: int, dispatch
                 sql.Identifier(table), sql.SQL("ENABLE" if on else "DISABLE"), sql.Identifier(trigger)))
         for _ in range(min(block, jobs - i)):
             asset = conn.execute("""INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size,
-                                    storage_path) VALUES (%s, 'x.png', 'image', 'image/png', 1, gen_random_uuid()::text)
-                                    RETURNING id""", (tenant,)).fetchone()[0]
+                                    storage_path) VALUES (%s, 'x.png', 'image', 'image/png', 1, %s::text || '/' || gen_random_uuid())
+                                    RETURNING id""", (tenant, tenant)).fetchone()[0]
             t0 = time.perf_counter()
             job = conn.execute("SELECT enqueue_asset_job(%s, 'noop')", (asset,)).fetchone()[0]
             conn.execute("SELECT app_private.claim_job('bench', 30)")

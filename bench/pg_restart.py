@@ -167,8 +167,8 @@ def main() -> int:
         with psycopg.connect(pg.url, autocommit=True) as c:
             tenant = c.execute("INSERT INTO tenants (name, slug) VALUES ('r', 'r') RETURNING id").fetchone()[0]
             asset = c.execute("INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, "
-                              "storage_path) VALUES (%s, 'f.bin', 'other', 'application/octet-stream', 1, 'k') "
-                              "RETURNING id", (tenant,)).fetchone()[0]
+                              "storage_path) VALUES (%s, 'f.bin', 'other', 'application/octet-stream', 1, %s::text || '/k') "
+                              "RETURNING id", (tenant, tenant)).fetchone()[0]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTFORGE_")}
         env.update({"DATABASE_URL": pg.url, "REDIS_URL": args.redis_url,
                     "STORAGE_URL": (folder / "storage").as_uri(),

@@ -3924,6 +3924,14 @@ ALTER TABLE ONLY public.asset_processing_jobs
 
 
 --
+-- Name: assets assets_own_store_key_in_tenant; Type: CHECK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE public.assets
+    ADD CONSTRAINT assets_own_store_key_in_tenant CHECK (((storage_bucket <> 'assets'::text) OR starts_with(storage_path, ((tenant_id)::text || '/'::text)))) NOT VALID;
+
+
+--
 -- Name: assets assets_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from contentforge.api import set_test_job_types
 from tests import factories as f
-from tests.integration.schema.api import api
+from tests.integration.schema.api import api, attempt
 from tests.integration.schema.postgrest_status import http_status
 
 
@@ -264,3 +264,17 @@ def test_unlisted_collections_are_not_listable_but_fetchable_by_slug(two: Two) -
         assert c.execute("SELECT id FROM content_collections WHERE visibility = 'unlisted'").fetchall() == []
         rows = c.execute("SELECT id FROM get_collection_by_slug(%s, 'hidden-course')", (two.a,)).fetchall()
         assert [r["id"] for r in rows] == [coll]
+
+
+def test_an_asset_cannot_name_another_tenants_key(two: Two) -> None:
+    """An author's asset whose original key lies under another tenant's prefix is refused (a worker would
+    download that tenant's file into the author's tenant, and cleanup would delete it); its own prefix works."""
+    foreign = f"{two.b}/{uuid.uuid4()}/original"
+    with api(two.url, two.author) as conn:
+        refused = attempt(conn, "INSERT INTO assets (tenant_id, creator_id, original_filename, file_type, mime_type, "
+                                "file_size, storage_path) VALUES (%s, %s, 'x.jpg', 'image', 'image/jpeg', 1, %s)",
+                          (two.a, two.author, foreign))
+        own = attempt(conn, "INSERT INTO assets (tenant_id, creator_id, original_filename, file_type, mime_type, "
+                            "file_size, storage_path) VALUES (%s, %s, 'x.jpg', 'image', 'image/jpeg', 1, %s)",
+                      (two.a, two.author, f"{two.a}/{uuid.uuid4()}/original"))
+    assert (refused, own) == ("23", 1)
