@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_media import machine  # noqa: E402
+from bench.bench_media import cpu_now, machine  # noqa: E402
 
 
 def make_sources(folder: Path) -> dict[str, Path]:
@@ -99,11 +99,6 @@ def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
     return {"seconds": seconds, "peak_mb": max(rss_self, rss_children),
             "work_peak_mb": max(rss_self - rss_start, rss_children),
             "cpu_seconds": cpu_now() - cpu_start + children.ru_utime + children.ru_stime}
-
-
-def cpu_now() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run_child(name: str, sources: dict[str, Path]) -> dict[str, float]:
