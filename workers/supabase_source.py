@@ -10,10 +10,11 @@ the worker reads it with the same :class:`~contentforge.storage.S3Storage` as an
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from contentforge.settings import Settings
-from contentforge.storage import S3Storage, Storage
+from contentforge.storage import S3Storage, Storage, StorageKeyMissing
 from jobs import TransientJobError
 from schema.named_queries import queries
 from workers.claim import JobStore
@@ -48,3 +49,12 @@ class SupabaseSource:
             if bucket_id not in self._buckets:
                 self._buckets[bucket_id] = S3Storage(bucket_id, endpoint_url=self.endpoint_url, region=self.region)
             return self._buckets[bucket_id]
+
+    def get_file(self, ingested: dict[str, Any], dest: Path) -> None:
+        """Download the ingested object to ``dest``; a missing object is not readable *yet*."""
+        try:
+            self.bucket(ingested["bucket_id"]).get_file(ingested["object_name"], dest)
+        except StorageKeyMissing as exc:
+            raise ObjectNotYetReadable(
+                f"Supabase Storage object {ingested['bucket_id']}/{ingested['object_name']} "
+                "is not readable yet") from exc
