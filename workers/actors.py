@@ -18,10 +18,9 @@ from typing import Any
 
 import dramatiq
 
-from contentforge.errors import DatabaseUnavailable
+from contentforge.errors import DatabaseUnavailable, PermanentError, TransientError
 from contentforge.logging import get_logger
-from contentforge.storage import StorageKeyMissing, StorageUnavailable
-from jobs import PermanentJobError, TransientJobError, job_spec
+from jobs import PermanentJobError, job_spec
 from workers.broker import ACTOR_NAME
 from workers.claim import AssetUpdate, ClaimedJob
 from workers.failure import record_failure
@@ -101,9 +100,9 @@ def _run_and_claim(rt: Runtime, job: ClaimedJob, me: str,
         except JobStopped as exc:
             record.outcome = "released" if str(exc) == RELEASED_AT_SHUTDOWN else "lost"
             record.error = f"{exc}; result discarded"
-        except (PermanentJobError, StorageKeyMissing) as exc:
+        except PermanentError as exc:  # the error tree: contentforge.errors
             record_failure(rt, job, me, record, exc, transient=False)
-        except (TransientJobError, StorageUnavailable, DatabaseUnavailable, OSError) as exc:
+        except (TransientError, OSError) as exc:
             record_failure(rt, job, me, record, exc, transient=True)
         except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error: retry, bounded by max_attempts
             record_failure(rt, job, me, record, exc, transient=True, unexpected=True)

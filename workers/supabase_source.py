@@ -4,7 +4,8 @@ An asset made by the storage.objects trigger (migration 0017) keeps its original
 uploaded: bucket = the Supabase bucket id, key = the object name. Supabase Storage speaks S3, so
 the worker reads it with the same :class:`~contentforge.storage.S3Storage` as any S3 store, at
 ``CONTENTFORGE_SUPABASE_S3_ENDPOINT_URL``. The trigger can fire before the bytes are readable
-(supabase/storage #535): a missing object is then a transient error, retried with backoff.
+(supabase/storage #535): a missing object is then :class:`ObjectNotYetReadable`, a transient
+error, retried with backoff.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from contentforge.settings import Settings
-from contentforge.storage import S3Storage, Storage, StorageKeyMissing
-from jobs import TransientJobError
+from contentforge.storage import S3Storage, Storage, StorageKeyMissing, StorageUnavailable
 from schema.named_queries import queries
 from workers.claim import JobStore
 
 
-class ObjectNotYetReadable(TransientJobError):
+class ObjectNotYetReadable(StorageUnavailable):
     """The storage row exists but its bytes are not readable yet: retry later."""
 
 
@@ -42,7 +42,7 @@ class SupabaseSource:
 
     def bucket(self, bucket_id: str) -> Storage:
         if not self.endpoint_url:
-            raise TransientJobError(
+            raise StorageUnavailable(
                 "this asset's original is in Supabase Storage, but CONTENTFORGE_SUPABASE_S3_ENDPOINT_URL "
                 "is not set on this worker")
         with self._lock:
