@@ -10,8 +10,9 @@
 Keys are ``/``-separated relative paths (``{tenant}/{asset}/variants/thumb_320.webp``) and are
 validated: no empty parts, no ``.`` or ``..``, no leading ``/``, no backslashes or control
 characters. A missing object raises :class:`StorageKeyMissing`; a failure of the store itself
-(unreachable, throttled, 5xx, disk full) raises :class:`StorageUnavailable`, which callers treat
-as transient. This module imports only the standard library and boto3.
+(unreachable, throttled, 5xx, disk full) raises :class:`StorageUnavailable`, a ``TransientError``
+(``contentforge.errors``). This module imports only the standard library, boto3 and
+``contentforge.errors``.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from contentforge.errors import PermanentError, TransientError
+
 
 class StorageError(Exception):
     """Base of the storage errors."""
 
 
-class StorageUnavailable(StorageError):
+class StorageUnavailable(StorageError, TransientError):
     """The store failed (network, credentials, throttling, server error, disk): retry later."""
 
 
-class StorageKeyMissing(StorageError):
+class StorageKeyMissing(StorageError, PermanentError):
     """No object under this key."""
 
 

@@ -3,7 +3,8 @@
 Nothing here touches the database, the broker or object storage: the workers download the original
 to a temporary directory, call :func:`run_job`, upload what it returns and record the result.
 Job functions raise :class:`PermanentJobError` for bad input and :class:`TransientJobError` for
-passing outages (``jobs.errors``).
+passing outages (``jobs.errors``; their roots are in ``contentforge.errors``, the one module of ours
+this package imports).
 
 The names below load on first use (PEP 562): importing ``jobs.limits`` or ``jobs.errors`` does not
 load the registry and with it Pillow, ffmpeg-python and the speech engines.
@@ -23,7 +24,9 @@ _EXPORTS = {
     "MediaLimits": "jobs.limits",
     "JOB_TYPES": "jobs.registry",
     "JobSpec": "jobs.registry",
+    "job_spec": "jobs.registry",
     "run_job": "jobs.registry",
+    "AssetFields": "jobs.result",
     "JobResult": "jobs.result",
     "OutputFile": "jobs.result",
     "Progress": "jobs.result",

@@ -1,10 +1,15 @@
-"""One error tree for media jobs, split by what the caller does next.
+"""The errors of media jobs, split by what the caller does next (the tree: ``contentforge.errors``).
 
 - ``PermanentJobError``: the input (or the request) is bad. Retrying cannot help: the job fails at
   once and ``str(error)`` is the readable ``error_message`` stored on the job row.
 - ``TransientJobError``: something outside the input failed (disk full, a storage or network outage).
   The job is retried with backoff until ``max_attempts``.
+
+Their roots, ``PermanentError`` and ``TransientError``, come from ``contentforge.errors``, a module
+that imports nothing: the only module of ours ``jobs`` imports.
 """
+
+from contentforge.errors import PermanentError, TransientError
 
 
 class JobInterrupted(Exception):
@@ -16,11 +21,11 @@ class JobError(Exception):
     """Base of every error a job function raises on purpose."""
 
 
-class PermanentJobError(JobError):
+class PermanentJobError(JobError, PermanentError):
     """The input breaks a rule or a decoder: fail now, do not retry."""
 
 
-class TransientJobError(JobError):
+class TransientJobError(JobError, TransientError):
     """A passing failure outside the input: retry later."""
 
 

@@ -17,7 +17,7 @@ from PIL import ExifTags, Image
 
 from jobs import probe
 from jobs.limits import MediaLimits
-from jobs.result import JobResult, Progress
+from jobs.result import AssetFields, JobResult, Progress
 
 _HASH_CHUNK = 1024 * 1024
 
@@ -132,4 +132,6 @@ def run(
         data["decodable"] = False  # an image format we do not decode: name and hash only
     data = {"mime_type": sniffed.mime, "kind": sniffed.kind, **data}
     progress(1.0)
-    return JobResult(data=data)
+    duration = data.get("duration")
+    return JobResult(data=data, asset=AssetFields(
+        metadata=data, duration_seconds=float(duration) if isinstance(duration, (int, float)) else None))

@@ -28,6 +28,27 @@ class JobSpec:
     #: False for job types that never read the original (the worker then skips the download).
     needs_source: bool = True
 
+    def run(
+        self,
+        source: Path | None,
+        workdir: Path,
+        params: dict[str, Any] | None = None,
+        limits: MediaLimits | None = None,
+        progress: Progress = no_progress,
+        *,
+        allow_test_jobs: bool = False,
+        speech: transcripts.SpeechDefaults | None = None,
+    ) -> JobResult:
+        """Check ``params`` against the job type's schema, then run the job function."""
+        params = dict(params or {})
+        check_params(self.name, params)
+        kwargs: dict[str, Any] = {}
+        if self.name == "noop":
+            kwargs["allow_crash"] = allow_test_jobs
+        elif self.name == "transcript" and speech is not None:
+            kwargs["defaults"] = speech
+        return self.func(source, workdir, dict(params), limits or MediaLimits(), progress, **kwargs)
+
 
 JOB_TYPES: dict[str, JobSpec] = {}
 
@@ -50,6 +71,14 @@ def job_types_for(kind: str) -> list[str]:
     return [n for n, spec in JOB_TYPES.items() if n != "noop" and kind in spec.file_types]
 
 
+def job_spec(job_type: str) -> JobSpec:
+    """The registered job type ``job_type``; :class:`UnknownJobType` when there is none."""
+    spec = JOB_TYPES.get(job_type)
+    if spec is None:
+        raise UnknownJobType(f"unknown job type {job_type!r}; known: {', '.join(sorted(JOB_TYPES))}")
+    return spec
+
+
 def run_job(
     job_type: str,
     source: Path | None,
@@ -65,14 +94,5 @@ def run_job(
 
     ``speech`` is the operator's choice of speech engine and model for transcripts (from settings).
     """
-    spec = JOB_TYPES.get(job_type)
-    if spec is None:
-        raise UnknownJobType(f"unknown job type {job_type!r}; known: {', '.join(sorted(JOB_TYPES))}")
-    params = dict(params or {})
-    check_params(job_type, params)
-    kwargs: dict[str, Any] = {}
-    if job_type == "noop":
-        kwargs["allow_crash"] = allow_test_jobs
-    elif job_type == "transcript" and speech is not None:
-        kwargs["defaults"] = speech
-    return spec.func(source, workdir, dict(params), limits or MediaLimits(), progress, **kwargs)
+    return job_spec(job_type).run(source, workdir, params, limits, progress,
+                                  allow_test_jobs=allow_test_jobs, speech=speech)

@@ -35,8 +35,22 @@ class OutputFile:
 
 
 @dataclass(frozen=True)
+class AssetFields:
+    """What a job records on its asset besides its files (the worker writes them to the asset row
+    in the transaction that completes the job); the defaults write nothing."""
+
+    #: Replaces the asset's ``metadata`` when not empty (JSON-serialisable).
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: The asset's ``duration_seconds``, when known.
+    duration_seconds: float | None = None
+    #: (text, language) of the asset's transcript; None leaves the transcript as it is.
+    transcript: tuple[str | None, str | None] | None = None
+
+
+@dataclass(frozen=True)
 class JobResult:
-    """What a job function returns: its files and a JSON-serialisable record."""
+    """What a job function returns: its files, a JSON-serialisable record, and what the asset gets."""
 
     outputs: tuple[OutputFile, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
+    asset: AssetFields = field(default_factory=AssetFields)

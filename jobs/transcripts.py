@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from jobs import ffmpeg, probe
 from jobs.errors import PermanentJobError, TransientJobError
 from jobs.limits import MediaLimits
-from jobs.result import JobResult, OutputFile, Progress
+from jobs.result import AssetFields, JobResult, OutputFile, Progress
 
 FILE_TYPES = frozenset({"video", "audio"})
 DEFAULT_ENGINE = "faster-whisper"
@@ -474,4 +474,5 @@ def run(
             "engine": engine_name,
             "model": model_name,
         },
+        asset=AssetFields(transcript=(transcription.text, transcription.language)),
     )

@@ -1,51 +1,32 @@
 """The one actor: a nudge means "claim the best ready job and run it".
 
 Nudges carry no job id, so a duplicate, stale or lost nudge can never run a job twice or lose one:
-the PostgreSQL row decides (``FOR UPDATE SKIP LOCKED`` in ``claim_job``). After a job the actor
-claims again, up to :data:`MAX_JOBS_PER_NUDGE` (then it sends itself one nudge and returns), so a
-busy queue does not wait for one message per job; the completion of one job and the claim of the
-next are one statement (``complete_and_claim``), one round trip and one commit. For each job it:
-claims the row (lease), downloads the original when the job type needs it into the thread's
-scratch directory (reused and emptied between jobs), calls :func:`jobs.run_job`, uploads the
-outputs to deterministic keys, and completes the row and updates the asset in one transaction.
-A per-process heartbeat thread renews every running job's lease each ``lease_seconds / 3`` and
-reports its progress; when a heartbeat finds the job no longer ours (cancelled, or reclaimed after
-the lease expired) the job's progress callback raises :class:`JobStopped` and its result is
-discarded.
+the PostgreSQL row decides (``FOR UPDATE SKIP LOCKED`` in ``claim_job``). For each job the actor
+claims the row (its lease, kept by :mod:`workers.lease`), downloads the original into the thread's
+scratch directory, runs the job function (:mod:`jobs`), uploads the outputs to deterministic keys,
+and completes the row and writes the job's :class:`jobs.AssetFields` to the asset in one
+transaction. The completion claims the next job in the same statement, up to
+:data:`MAX_JOBS_PER_NUDGE` (then the actor sends itself one nudge and returns), so a busy queue
+does not wait for one message per job. The rest of the process is :class:`workers.runtime.Runtime`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import tempfile
-import threading
-import time
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dramatiq
-import redis
 
-from contentforge.db import PREPARED_AFTER_RUNS
-from contentforge.errors import DatabaseUnavailable
+from contentforge.errors import DatabaseUnavailable, PermanentError, TransientError
 from contentforge.logging import get_logger
-from contentforge.services import storage_url
-from contentforge.settings import Settings
-from contentforge.storage import Storage, StorageKeyMissing, StorageUnavailable, open_storage
-from jobs import JOB_TYPES, JobInterrupted, PermanentJobError, TransientJobError, run_job
-from jobs.result import JobResult
+from jobs import PermanentJobError, job_spec
 from workers.broker import ACTOR_NAME
-from workers.claim import AssetUpdate, ClaimedJob, JobStore, retry_delay
-from workers.job_options import media_limits, speech_defaults
-from workers.middleware import JobRecord, job_context
-from workers.scratch import SCRATCH_PREFIX, remove_scratch_of_dead_workers
-from workers.supabase_source import ObjectNotYetReadable, SupabaseSource
+from workers.claim import AssetUpdate, ClaimedJob
+from workers.failure import record_failure
+from workers.job_record import JobRecord, job_context
+from workers.lease import RELEASED_AT_SHUTDOWN, ActiveJob, JobStopped
+from workers.runtime import Runtime, configured, current, worker_id
 
 log = get_logger(__name__)
 
@@ -57,386 +38,110 @@ MAX_JOBS_PER_NUDGE = 100
 CLAIM_RECONNECT_SECONDS = 5.0
 
 
-class JobStopped(JobInterrupted):
-    """Raised inside a running job when it is no longer ours: cancelled or lease lost."""
-
-
-@dataclass(eq=False)
-class ActiveJob:
-    job: ClaimedJob
-    worker_id: str
-    progress: int = 0
-    stopped: threading.Event = field(default_factory=threading.Event)
-    reason: str = ""
-    last_renewed: float = field(default_factory=time.monotonic)
-
-    def stop(self, reason: str) -> None:
-        self.reason = reason
-        self.stopped.set()
-
-    def report(self, fraction: float) -> None:
-        """The job's progress callback: records progress, and stops the job when told to."""
-        self.progress = max(0, min(100, int(fraction * 100)))
-        if self.stopped.is_set():
-            raise JobStopped(self.reason)
-
-
-class Runtime:
-    """Everything the actor needs in one worker process: settings, the row store, storage, the
-    heartbeat thread and the set of jobs running in this process."""
-
-    def __init__(self, settings: Settings, database_url: str) -> None:
-        self.settings = settings
-        # Prepared statements only when the supervisor found DATABASE_URL to be a session ("on"):
-        # "auto" left unresolved (a worker started on its own) is the safe "off".
-        prepared = settings.worker_prepared_statements == "on"
-        self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
-                              prepare_threshold=PREPARED_AFTER_RUNS if prepared else None)
-        self.limits = media_limits(settings)
-        self.speech = speech_defaults(settings)
-        self.stopping = threading.Event()
-        self._active: set[ActiveJob] = set()
-        self._lock = threading.Lock()
-        self._storage: Storage | None = None
-        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="cf-heartbeat", daemon=True)
-        self._heartbeat_started = False
-        self._scratch_root: Path | None = None
-        self._scratch = threading.local()
-        #: Originals uploaded into Supabase Storage (read through its S3 endpoint).
-        self.supabase = SupabaseSource(settings, self.store)
-        #: Sends one nudge to this process's queue (set by :func:`declare`); None: no re-nudging.
-        self.renudge: Callable[[], Any] | None = None
-
-    @property
-    def storage(self) -> Storage:
-        if self._storage is None:
-            self._storage = open_storage(storage_url(self.settings))
-        return self._storage
-
-    # --- running jobs ----------------------------------------------------------------------
-    def add(self, active: ActiveJob) -> None:
-        with self._lock:
-            self._active.add(active)
-            if not self._heartbeat_started:
-                self._heartbeat_started = True
-                self._heartbeat.start()
-
-    def remove(self, active: ActiveJob) -> None:
-        with self._lock:
-            self._active.discard(active)
-
-    def active(self) -> list[ActiveJob]:
-        with self._lock:
-            return list(self._active)
-
-    def _heartbeat_loop(self) -> None:
-        """Renew every running job's lease until the process ends.
-
-        No exception ends this thread: a failed renewal (PostgreSQL unreachable, a statement
-        timeout, a read-only standby after a failover, a bug) is logged and retried at the next
-        beat, and a job is stopped only once its lease can no longer have been renewed (its last
-        renewal is older than the lease), when another worker may already be running it.
-        """
-        interval = self.settings.lease_seconds / 3
-        while True:
-            time.sleep(interval)
-            try:
-                self._beat()
-            except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive any error
-                log.error("heartbeat round failed", error=f"{exc.__class__.__name__}: {exc}".strip())
-
-    def _beat(self) -> None:
-        for active in self.active():
-            if active.stopped.is_set():
-                continue
-            try:
-                ours = self.store.heartbeat(active.job.id, active.worker_id, active.progress)
-            except Exception as exc:  # noqa: BLE001 - logged; the job stops only when its lease is gone
-                if time.monotonic() - active.last_renewed > self.settings.lease_seconds:
-                    active.stop(f"the lease expired while it could not be renewed ({exc.__class__.__name__})")
-                log.warning("heartbeat failed", job_id=str(active.job.id),
-                            error=f"{exc.__class__.__name__}: {str(exc).strip()}")
-                continue
-            if ours:
-                active.last_renewed = time.monotonic()
-            else:
-                active.stop("the job was cancelled or its lease was taken over")
-
-    def release_all(self) -> int:
-        """Give every running job of this process back to the queue (shutdown after the grace)."""
-        released = 0
-        for active in self.active():
-            active.stop("released at shutdown")
-            try:
-                if self.store.release(active.job.id, active.worker_id, retry_for=2.0):
-                    released += 1
-                    log.info("job released at shutdown", job_id=str(active.job.id))
-            except DatabaseUnavailable as exc:
-                log.warning("could not release job; its lease will expire", job_id=str(active.job.id),
-                            error=str(exc))
-        return released
-
-    def scratch(self) -> Path:
-        """This thread's scratch directory, empty, with an empty ``work`` directory inside.
-
-        Reused from job to job (and emptied after each) instead of a fresh temporary directory per
-        job: creating and removing two directories cost more than a whole no-op job's SQL.
-        """
-        tmp: Path | None = getattr(self._scratch, "dir", None)
-        if tmp is None:
-            with self._lock:
-                if self._scratch_root is None:
-                    remove_scratch_of_dead_workers()
-                    self._scratch_root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
-            tmp = Path(tempfile.mkdtemp(prefix="job-", dir=self._scratch_root))
-            (tmp / "work").mkdir()
-            self._scratch.dir = tmp
-        return tmp
-
-    def clear_scratch(self, tmp: Path) -> None:
-        """Empty a scratch directory after a job; a directory that cannot be emptied is dropped
-        (the next job of this thread gets a new one)."""
-        try:
-            for entry in os.scandir(tmp):
-                if entry.name == "work" and entry.is_dir(follow_symlinks=False):
-                    for inner in os.scandir(entry.path):
-                        _remove(inner)
-                else:
-                    _remove(entry)
-        except OSError as exc:
-            log.warning("could not empty the job's scratch directory; using a new one", path=str(tmp),
-                        error=str(exc))
-            self._scratch.dir = None
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def close(self) -> None:
-        self.store.close()
-        if self._scratch_root is not None:
-            shutil.rmtree(self._scratch_root, ignore_errors=True)
-
-
-def _remove(entry: os.DirEntry[str]) -> None:
-    if entry.is_dir(follow_symlinks=False):
-        shutil.rmtree(entry.path)
-    else:
-        os.unlink(entry.path)
-
-
-_runtime: Runtime | None = None
-
-
-def configure(runtime: Runtime) -> None:
-    """Set the runtime the actor uses in this process."""
-    global _runtime
-    _runtime = runtime
-
-
-def worker_id() -> str:
-    """host:pid:thread — unique per worker thread; stored on the row it leases."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
 def process_next_job() -> None:
     """The actor: claim and run ready jobs until none is left (or the drain limit, or shutdown).
 
-    Each completion claims the next job in the same statement, so a busy thread makes one round
-    trip per job. A nudge that finds work is passed on (one new nudge), so idle threads join a
-    backlog one after another and the chain stops at the first thread that finds nothing: the
-    relay needs to send only a few nudges, not one per ready job. At the drain limit the actor
-    sends one nudge before returning, so that a thread (this one or another) carries on with the
-    backlog without waiting for the relay's sweep.
+    A nudge that finds work is passed on (one new nudge), so idle threads join a backlog one after
+    another and the chain stops at the first thread that finds nothing: the relay sends a few
+    nudges, not one per ready job. At the drain limit the actor sends one nudge before returning.
     """
-    rt = _runtime
-    if rt is None:
-        raise RuntimeError("workers.actors.configure() was not called in this process")
-    me = worker_id()
-    if rt.stopping.is_set():
-        return
-    try:
-        job = rt.store.claim(me, retry_for=CLAIM_RECONNECT_SECONDS)
-    except DatabaseUnavailable as exc:
-        log.warning("cannot claim: PostgreSQL is unreachable; the nudge is dropped", error=str(exc))
-        return
+    rt, me = current(), worker_id()
+    job = None if rt.stopping.is_set() else _claim(rt, me)
     if job is not None:
-        _nudge(rt, "could not pass the nudge on")  # wake one more idle thread: there may be more work
+        rt.nudge("could not pass the nudge on")  # wake one more idle thread: there may be more work
     ran = 0
     while job is not None:
         ran += 1
         claim_next = ran < MAX_JOBS_PER_NUDGE and not rt.stopping.is_set()
-        tried, job = _run_and_claim(rt, job, me, claim_next)
-        if job is None and claim_next and not tried:
-            # The job did not complete (failed, stopped), so no claim rode on it: claim separately.
-            try:
-                job = rt.store.claim(me, retry_for=CLAIM_RECONNECT_SECONDS)
-            except DatabaseUnavailable as exc:
-                log.warning("cannot claim: PostgreSQL is unreachable; the nudge is dropped", error=str(exc))
-                return
+        _, completed, job = _run_and_claim(rt, job, me, claim_next)
+        if job is None and claim_next and not completed:  # no claim rode on a completion
+            job = _claim(rt, me)
     if ran >= MAX_JOBS_PER_NUDGE:
-        _nudge(rt, "could not re-nudge after the drain limit")
+        rt.nudge("could not re-nudge after the drain limit")
 
 
-def _nudge(rt: Runtime, failure: str) -> None:
-    """Send one nudge to this process's queue (a Redis outage only delays: the relay sweeps)."""
-    if rt.renudge is None or rt.stopping.is_set():
-        return
+def _claim(rt: Runtime, me: str) -> ClaimedJob | None:
     try:
-        rt.renudge()
-    except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
-        log.warning(failure, error=str(exc).strip())
+        return rt.store.claim(me, retry_for=CLAIM_RECONNECT_SECONDS)
+    except DatabaseUnavailable as exc:
+        log.warning("cannot claim: PostgreSQL is unreachable; the nudge is dropped", error=str(exc))
+        return None
 
 
 def declare(broker: dramatiq.Broker, queue_name: str) -> dramatiq.Actor[[], None]:
     """Register the actor on ``broker`` for ``queue_name`` (one call per broker)."""
     actor = dramatiq.Actor(process_next_job, broker=broker, actor_name=ACTOR_NAME,
                            queue_name=queue_name, priority=0, options={"max_retries": 0})
-    if _runtime is not None:
-        _runtime.renudge = actor.send
+    if (rt := configured()) is not None:
+        rt.renudge = actor.send
     return actor
 
 
-# --- one job -------------------------------------------------------------------------------
 def run_claimed(rt: Runtime, job: ClaimedJob, me: str) -> str:
     """Run one claimed job to its end and record the outcome on its row; return the outcome."""
-    outcome: list[str] = []
-    _run_and_claim(rt, job, me, False, outcome)
-    return outcome[0]
+    return _run_and_claim(rt, job, me, False)[0]
 
 
-def _run_and_claim(rt: Runtime, job: ClaimedJob, me: str, claim_next: bool,
-                   outcome: list[str] | None = None) -> tuple[bool, ClaimedJob | None]:
+def _run_and_claim(rt: Runtime, job: ClaimedJob, me: str,
+                   claim_next: bool) -> tuple[str, bool, ClaimedJob | None]:
     """Run one claimed job and record its outcome; with ``claim_next``, a completion also claims
-    the next job. Returns (whether a claim was attempted, the next job or None)."""
-    active = ActiveJob(job, me)
-    rt.add(active)
-    try:
-        with job_context(job) as record:
-            result = _run(rt, job, active, record, claim_next)
-        if outcome is not None:
-            outcome.append(record.outcome)
-        return result
-    finally:
-        rt.remove(active)
-
-
-def _run(rt: Runtime, job: ClaimedJob, active: ActiveJob, record: JobRecord,
-         claim_next: bool) -> tuple[bool, ClaimedJob | None]:
-    me = active.worker_id
-    try:
-        tmp = rt.scratch()
+    the next job. Returns (outcome, whether it completed, the next job or None)."""
+    with rt.leases.hold(job, me) as active, job_context(job) as record:
         try:
-            output, update = _execute(rt, job, tmp, active, record)
-        finally:
-            rt.clear_scratch(tmp)
-        if active.stopped.is_set():
-            raise JobStopped(active.reason)
-        with record.timed("record"):
-            ours, nxt = rt.store.complete(job, me, output, update, claim_next=claim_next)
-        record.outcome = "completed" if ours else "lost"
-        if not ours:
-            record.error = "the job was cancelled or taken over before it finished; result discarded"
-        return claim_next, nxt
-    except JobStopped as exc:
-        record.outcome = "released" if str(exc) == "released at shutdown" else "lost"
-        record.error = f"{exc}; result discarded"
-    except (PermanentJobError, StorageKeyMissing) as exc:
-        _fail(rt, job, me, record, exc, transient=False)
-    except (TransientJobError, StorageUnavailable, DatabaseUnavailable, OSError) as exc:
-        _fail(rt, job, me, record, exc, transient=True)
-    except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error: retry, bounded by max_attempts
-        _fail(rt, job, me, record, exc, transient=True, unexpected=True)
-    return False, None
-
-
-def _fail(rt: Runtime, job: ClaimedJob, me: str, record: JobRecord, exc: BaseException, *,
-          transient: bool, unexpected: bool = False) -> None:
-    message = str(exc).strip() or exc.__class__.__name__
-    if isinstance(exc, StorageKeyMissing):
-        message = f"the asset's original file is missing from storage: {message}"
-    elif unexpected:
-        message = f"unexpected error: {exc.__class__.__name__}: {message}"
-    details = {"error_class": f"{exc.__class__.__module__}.{exc.__class__.__qualname__}",
-               "transient": transient, "attempt": job.attempts,
-               "traceback": "".join(traceback.format_exception(exc))[-4000:]}
-    delay = retry_delay(job.attempts, rt.settings.retry_base_seconds, rt.settings.retry_max_seconds)
-    record.error = message
-    try:
-        with record.timed("record"):
-            status = rt.store.fail(job, me, message, details, transient=transient, retry_delay_seconds=delay)
-    except DatabaseUnavailable as db_exc:
-        record.outcome = "error"
-        record.error = f"{message} (not recorded: {db_exc}; the lease will expire and the job rerun)"
-        return
-    if status == "pending":
-        record.outcome = "retry"
-        record.timings["retry_in"] = round(delay, 3)
-    elif status == "failed":
-        record.outcome = "failed"
-    else:
-        record.outcome = "lost"
-
-
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+            with rt.scratch.job_dir() as tmp:
+                output, update = _execute(rt, job, tmp, active, record)
+            active.check()
+            with record.timed("record"):
+                ours, nxt = rt.store.complete(job, me, output, update, claim_next=claim_next)
+            record.outcome = "completed" if ours else "lost"
+            if not ours:
+                record.error = "the job was cancelled or taken over before it finished; result discarded"
+            return record.outcome, True, nxt
+        except JobStopped as exc:
+            record.outcome = "released" if str(exc) == RELEASED_AT_SHUTDOWN else "lost"
+            record.error = f"{exc}; result discarded"
+        except PermanentError as exc:  # the error tree: contentforge.errors
+            record_failure(rt, job, me, record, exc, transient=False)
+        except (TransientError, OSError) as exc:
+            record_failure(rt, job, me, record, exc, transient=True)
+        except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error: retry, bounded by max_attempts
+            record_failure(rt, job, me, record, exc, transient=True, unexpected=True)
+        return record.outcome, False, None
 
 
 def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
              record: JobRecord) -> tuple[dict[str, Any], AssetUpdate | None]:
-    spec = JOB_TYPES.get(job.job_type)
-    if spec is None:
-        raise PermanentJobError(f"this worker has no job function for {job.job_type!r}; "
-                                f"known: {', '.join(sorted(JOB_TYPES))}")
+    """Download, run, upload; returns the row's output and what the asset gets."""
+    spec = job_spec(job.job_type)
     source: Path | None = None
     if spec.needs_source:
         asset = rt.store.asset(job)
         if asset is None:
             raise PermanentJobError(f"asset {job.asset_id} no longer exists")
-        suffix = PurePosixPath(asset["original_filename"] or "").suffix[:16]
-        source = tmp / f"source{suffix}"
+        source = tmp / f"source{PurePosixPath(asset['original_filename'] or '').suffix[:16]}"
         with record.timed("download"):
-            # An original uploaded into Supabase Storage is read from there (a worker without the S3
-            # endpoint fails it as transient), never from our store under the object's name.
-            ingested = rt.supabase.object_for(asset)
-            if ingested is None:
-                rt.storage.get_file(asset["storage_path"], source)
-            else:
-                try:
-                    rt.supabase.bucket(ingested["bucket_id"]).get_file(ingested["object_name"], source)
-                except StorageKeyMissing as exc:
-                    raise ObjectNotYetReadable(
-                        f"Supabase Storage object {ingested['bucket_id']}/{ingested['object_name']} "
-                        "is not readable yet") from exc
-    workdir = tmp / "work"
+            rt.download_original(asset, source)
     with record.timed("run"):
-        result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,
-                                    active.report, allow_test_jobs=rt.settings.allow_test_jobs,
-                                    speech=rt.speech)
-    if active.stopped.is_set():
-        raise JobStopped(active.reason)
-
+        result = spec.run(source, tmp / "work", dict(job.params), rt.limits, active.report,
+                          allow_test_jobs=rt.settings.allow_test_jobs, speech=rt.speech)
+    active.check()
     variants: dict[str, Any] = {}
-    outputs: list[dict[str, Any]] = []
     with record.timed("upload"):
         for out in result.outputs:
             key = f"{job.tenant_id}/{job.asset_id}/variants/{out.name}"
             rt.storage.put_file(key, out.path, out.content_type)
-            entry = {"key": key, "format": out.format, "width": out.width, "height": out.height,
-                     "bytes": out.bytes, "content_type": out.content_type}
-            variants[out.name] = entry
-            outputs.append({"name": out.name, **entry})
-    data = _json_safe(dict(result.data))
-    output = {**data, "outputs": outputs}
-
-    metadata: dict[str, Any] = data if job.job_type == "metadata" else {}
-    duration = data.get("duration") if job.job_type == "metadata" else None
-    transcript = (data.get("text"), data.get("language")) if job.job_type == "transcript" else None
-    if not variants and not metadata and transcript is None:
+            variants[out.name] = {"key": key, "format": out.format, "width": out.width, "height": out.height,
+                                  "bytes": out.bytes, "content_type": out.content_type}
+    output = {**_json_safe(result.data), "outputs": [{"name": n, **v} for n, v in variants.items()]}
+    fields = result.asset
+    if not variants and not fields.metadata and fields.transcript is None:
         return output, None
-    return output, AssetUpdate(
-        variants=variants, metadata=metadata,
-        duration_seconds=float(duration) if isinstance(duration, (int, float)) else None,
-        transcript=transcript,
-    )
+    return output, AssetUpdate(variants=variants, metadata=_json_safe(fields.metadata),
+                               duration_seconds=fields.duration_seconds, transcript=fields.transcript)
 
 
-__all__ = ["ActiveJob", "JobStopped", "Runtime", "configure", "declare", "process_next_job", "run_claimed",
-           "worker_id"]
+def _json_safe(value: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(value), default=str))
+
+
+__all__ = ["declare", "process_next_job", "run_claimed"]

@@ -20,9 +20,10 @@ import dramatiq
 from contentforge.errors import ConfigurationError
 from contentforge.logging import configure_logging, get_logger
 from contentforge.settings import Settings, get_settings
-from workers.actors import Runtime, configure, declare
+from workers.actors import declare
 from workers.broker import make_broker
 from workers.middleware import ClearLogContext
+from workers.runtime import Runtime, configure
 
 log = get_logger(__name__)
 
@@ -54,11 +55,11 @@ def serve(settings: Settings) -> int:
 
     runtime.stopping.set()
     grace = settings.shutdown_grace_seconds
-    log.info("draining", grace_seconds=grace, running=len(runtime.active()))
+    log.info("draining", grace_seconds=grace, running=len(runtime.leases.active()))
     stopper = threading.Thread(target=worker.stop, kwargs={"timeout": int(grace * 1000)}, daemon=True)
     stopper.start()
     stopper.join(grace)
-    released = runtime.release_all() if stopper.is_alive() else 0
+    released = runtime.leases.release_all() if stopper.is_alive() else 0
     log.info("worker process stopped", released=released)
     runtime.close()
     sys.stdout.flush()

@@ -49,8 +49,8 @@ class Child:
 def _start_metrics(port: int, multiproc_dir: str, database_url: str) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from workers.middleware import QueueCollector
     from workers.multiproc import LockedMultiProcessCollector
+    from workers.queue_metrics import QueueCollector
 
     registry = CollectorRegistry()
     LockedMultiProcessCollector(registry, path=multiproc_dir)

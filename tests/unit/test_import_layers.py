@@ -1,4 +1,4 @@
-"""Imports flow one way: core ← schema ← API ← workers/scheduler ← cli, and jobs imports nothing of ours."""
+"""Imports flow one way: core ← schema ← API ← workers/scheduler ← cli; jobs imports only the error roots."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ ALLOWED = {
     "scheduler": {"core", "schema", "contentforge", "scheduler"},
     "cli": set(PACKAGES) | {"core"},
 }
+
+
+#: Single modules a layer may import besides its allowed layers: the roots of the error tree
+#: (PermanentError, TransientError), in a module that imports nothing, shared by jobs and the core.
+ALLOWED_MODULES = {"jobs": {"contentforge.errors"}}
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -69,6 +74,7 @@ def test_module_imports_only_its_own_layer_and_below(module: str, path: Path) ->
     upward = sorted(
         target for name in _imports(path)
         if _layer(target := _resolve(name, known)) not in ALLOWED[layer]
+        and target not in ALLOWED_MODULES.get(layer, set())
     )
     assert not upward, f"{module} ({layer}) imports {upward}"
 
@@ -80,3 +86,17 @@ def test_reading_settings_loads_no_media_library() -> None:
              "print(','.join(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_error_roots_import_nothing() -> None:
+    """contentforge.errors, which jobs may import, imports nothing itself (not even the standard library)."""
+    tree = ast.parse((REPO / "contentforge" / "errors.py").read_text(encoding="utf-8"))
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def test_jobs_errors_load_nothing_of_ours_but_the_error_roots() -> None:
+    """Importing jobs.errors loads, of our packages, only jobs and contentforge.errors."""
+    probe = ("import sys, jobs.errors; ours = ('contentforge', 'schema', 'jobs', 'workers', 'scheduler', 'cli'); "
+             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ours)))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "contentforge,contentforge.errors,jobs,jobs.errors"

@@ -178,7 +178,8 @@ def test_worker_reads_from_s3_and_retries_until_readable(storage_db: str, db: ps
     """The job runs before the bytes exist: a retry, not a failure; once uploaded, it completes from S3."""
     import boto3
 
-    from workers.actors import Runtime, run_claimed, worker_id
+    from workers.actors import run_claimed
+    from workers.runtime import Runtime, worker_id
 
     db.execute("UPDATE app_private.storage_ingest_rules SET job_types = '{metadata}'")
     name = f"{world['tenant']}/in/photo.jpg"

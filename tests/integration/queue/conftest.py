@@ -87,10 +87,11 @@ class InProcessWorker:
     """A Dramatiq Worker with our actor, plus the relay, in this process."""
 
     def __init__(self, settings: Settings, threads: int = 2, relay: bool = True, relay_class: type | None = None) -> None:
-        from workers.actors import Runtime, configure, declare
+        from workers.actors import declare
         from workers.broker import make_broker
         from workers.middleware import ClearLogContext
         from workers.relay import Relay
+        from workers.runtime import Runtime, configure
 
         assert settings.redis_url and settings.database_url
         self.settings = settings
