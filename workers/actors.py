@@ -44,6 +44,7 @@ from workers.broker import ACTOR_NAME
 from workers.claim import AssetUpdate, ClaimedJob, JobStore, retry_delay
 from workers.job_options import media_limits, speech_defaults
 from workers.middleware import JobRecord, job_context
+from workers.pools import process_gate
 from workers.scratch import SCRATCH_PREFIX, remove_scratch_of_dead_workers
 from workers.supabase_source import ObjectNotYetReadable, SupabaseSource
 
@@ -91,7 +92,8 @@ class Runtime:
         # "auto" left unresolved (a worker started on its own) is the safe "off".
         prepared = settings.worker_prepared_statements == "on"
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
-                              prepare_threshold=PREPARED_AFTER_RUNS if prepared else None)
+                              prepare_threshold=PREPARED_AFTER_RUNS if prepared else None,
+                              gate=process_gate(settings))  # the pool's job types, per-type limits
         self.limits = media_limits(settings)
         self.speech = speech_defaults(settings)
         self.stopping = threading.Event()
@@ -122,6 +124,7 @@ class Runtime:
                 self._heartbeat.start()
 
     def remove(self, active: ActiveJob) -> None:
+        self.store.finished(active.job)  # frees its per-type slot, whatever the outcome
         with self._lock:
             self._active.discard(active)
 
