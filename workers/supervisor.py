@@ -66,7 +66,10 @@ def _start_metrics(port: int, multiproc_dir: str, database_url: str, pools: dict
 
 def run(settings: Settings) -> int:
     from contentforge.pooler import probe, require_session
+    from workers.pools import resolve_pool, type_limits
 
+    resolve_pool(settings)  # a bad --pool, --job-types or pool setting exits 2 before anything starts
+    type_limits(settings.worker_type_concurrency)
     stop = stop_on_signals()  # before the embedded services start
     with database(settings) as db_url, broker_url(settings) as redis_url:
         if stop.is_set():
@@ -118,11 +121,10 @@ def _services_reachable(db_urls: list[str], redis_url: str, stop: threading.Even
 def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.Event,
                relay_url: str | None = None) -> int:
     from workers.broker import make_broker
-    from workers.pools import PoolRegistration, named_pools, resolve_pool, type_limits
+    from workers.pools import PoolRegistration, named_pools, resolve_pool
     from workers.relay import Relay
 
-    pool = resolve_pool(settings)  # a bad --pool, --job-types or pool setting exits 2 before any start
-    type_limits(settings.worker_type_concurrency)
+    pool = resolve_pool(settings)
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": db_url, "REDIS_URL": redis_url,
