@@ -75,7 +75,7 @@ def _types(text: str, what: str) -> tuple[str, ...]:
 
 def named_pools(text: str) -> dict[str, tuple[str, ...]]:
     """The built-in pools overlaid with ``CONTENTFORGE_WORKER_POOLS`` ("name=type,type;name=type")."""
-    pools = dict(DEFAULT_POOLS)
+    pools = {name: tuple(sorted(types)) for name, types in DEFAULT_POOLS.items()}
     for part in (p.strip() for p in text.split(";")):
         if not part:
             continue
