@@ -220,7 +220,7 @@ def cmd_hol(a: argparse.Namespace) -> None:
                             raise SystemExit(f"{name}: thumbnails not done after {a.timeout} s")
                         time.sleep(0.2)
                     thumbs_done = time.perf_counter() - started
-                    waits = sorted(r[0] for r in c.execute(
+                    waits = sorted(float(r[0]) for r in c.execute(
                         "SELECT extract(epoch FROM completed_at - created_at) FROM asset_processing_jobs "
                         "WHERE job_type = 'thumbnail' AND status = 'completed'"))
                     failed = c.execute("SELECT count(*) FROM asset_processing_jobs WHERE status = 'failed'").fetchone()[0]

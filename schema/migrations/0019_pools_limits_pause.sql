@@ -171,35 +171,31 @@ BEGIN
                   WHERE x.tenant_id = c.tenant_id AND x.started_at IS NOT NULL) NULLS FIRST,
                  c.oldest;
     ELSE
+      -- One step per tenant with a ready job of the pool's types: the next entry of each type in
+      -- jobs_claim_type_idx is that tenant's best ready job of the type (its order within a
+      -- tenant is tenant_priority DESC, run_after), so the walk also yields the job's run_after
+      -- and no second lookup per tenant is needed.
       OPEN v_tenants FOR
         WITH RECURSIVE tenants AS (
-          SELECT (SELECT x.tenant_id FROM unnest(v_types) t(job_type) CROSS JOIN LATERAL (
-                    SELECT j.tenant_id FROM public.asset_processing_jobs j
-                    WHERE j.status = 'pending' AND j.job_type = t.job_type AND j.priority = v_priority
-                    ORDER BY j.tenant_id LIMIT 1) x
-                  ORDER BY x.tenant_id LIMIT 1) AS tenant_id
+          (SELECT x.tenant_id, x.tenant_priority, x.run_after FROM unnest(v_types) tt(job_type) CROSS JOIN LATERAL (
+             SELECT j.tenant_id, j.tenant_priority, j.run_after FROM public.asset_processing_jobs j
+             WHERE j.status = 'pending' AND j.job_type = tt.job_type AND j.priority = v_priority
+               AND j.run_after <= now()
+             ORDER BY j.tenant_id, j.tenant_priority DESC, j.run_after LIMIT 1) x
+           ORDER BY x.tenant_id, x.tenant_priority DESC, x.run_after LIMIT 1)
           UNION ALL
-          SELECT (SELECT x.tenant_id FROM unnest(v_types) tt(job_type) CROSS JOIN LATERAL (
-                    SELECT j.tenant_id FROM public.asset_processing_jobs j
-                    WHERE j.status = 'pending' AND j.job_type = tt.job_type AND j.priority = v_priority
-                      AND j.tenant_id > t.tenant_id
-                    ORDER BY j.tenant_id LIMIT 1) x
-                  ORDER BY x.tenant_id LIMIT 1)
-          FROM tenants t WHERE t.tenant_id IS NOT NULL
-        ), ready AS (
-          SELECT t.tenant_id,
-                 (SELECT x.run_after FROM unnest(v_types) tt(job_type) CROSS JOIN LATERAL (
-                    SELECT j.tenant_priority, j.run_after FROM public.asset_processing_jobs j
-                    WHERE j.status = 'pending' AND j.job_type = tt.job_type AND j.priority = v_priority
-                      AND j.tenant_id = t.tenant_id AND j.run_after <= now()
-                    ORDER BY j.tenant_priority DESC, j.run_after LIMIT 1) x
-                  ORDER BY x.tenant_priority DESC, x.run_after LIMIT 1) AS oldest
-          FROM tenants t WHERE t.tenant_id IS NOT NULL
+          SELECT n.tenant_id, n.tenant_priority, n.run_after FROM tenants t CROSS JOIN LATERAL (
+            SELECT x.tenant_id, x.tenant_priority, x.run_after FROM unnest(v_types) tt(job_type) CROSS JOIN LATERAL (
+              SELECT j.tenant_id, j.tenant_priority, j.run_after FROM public.asset_processing_jobs j
+              WHERE j.status = 'pending' AND j.job_type = tt.job_type AND j.priority = v_priority
+                AND j.tenant_id > t.tenant_id AND j.run_after <= now()
+              ORDER BY j.tenant_id, j.tenant_priority DESC, j.run_after LIMIT 1) x
+            ORDER BY x.tenant_id, x.tenant_priority DESC, x.run_after LIMIT 1) n
         ), counted AS (
-          SELECT r.tenant_id, r.oldest,
+          SELECT t.tenant_id, t.run_after AS oldest,
                  (SELECT count(*) FROM public.asset_processing_jobs x
-                  WHERE x.status = 'running' AND x.tenant_id = r.tenant_id) AS running
-          FROM ready r WHERE r.oldest IS NOT NULL
+                  WHERE x.status = 'running' AND x.tenant_id = t.tenant_id) AS running
+          FROM tenants t
         )
         SELECT c.tenant_id, c.running FROM counted c
         ORDER BY c.running,
