@@ -813,7 +813,6 @@ DECLARE
   v_tenant uuid;
   v_running bigint;
   v_cap integer;
-  v_holds_cap_lock boolean := false;
   v_type text;
   v_job public.asset_processing_jobs;
   v_tenants refcursor;
@@ -943,15 +942,9 @@ BEGIN
           RAISE EXCEPTION 'claim_job must run at READ COMMITTED to enforce tenant caps'
             USING ERRCODE = '25000';
         END IF;
-        IF NOT v_holds_cap_lock THEN
-          SELECT l.max_running INTO v_cap FROM app_private.tenant_job_limits l
-          WHERE l.tenant_id = v_tenant FOR UPDATE;
-          v_holds_cap_lock := true;
-        ELSE
-          SELECT l.max_running INTO v_cap FROM app_private.tenant_job_limits l
-          WHERE l.tenant_id = v_tenant FOR UPDATE SKIP LOCKED;
-        END IF;
-        CONTINUE WHEN v_cap IS NULL;  -- removed meanwhile (claimed next time) or busy
+        SELECT l.max_running INTO v_cap FROM app_private.tenant_job_limits l
+        WHERE l.tenant_id = v_tenant FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN v_cap IS NULL;  -- another claim of this tenant is in flight (or the cap was just removed)
         SELECT count(*) INTO v_running FROM public.asset_processing_jobs x
         WHERE x.status = 'running' AND x.tenant_id = v_tenant;
         CONTINUE WHEN v_running >= v_cap;

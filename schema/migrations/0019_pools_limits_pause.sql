@@ -70,15 +70,18 @@ REVOKE ALL ON app_private.tenant_job_limits FROM PUBLIC;
 -- a capped tenant the claim first takes the tenant's tenant_job_limits row lock (SELECT ... FOR
 -- UPDATE), held until the claiming transaction commits, and only then counts the tenant's running
 -- jobs in a new statement: under READ COMMITTED each statement of a volatile function takes a new
--- snapshot, so the count sees every claim committed by the previous holder of the lock, and no
--- other claim of that tenant can be in flight (it would hold the lock). So the count plus one never
+-- snapshot, so the count sees every claim committed by earlier holders of the lock, and no other
+-- claim of that tenant can be in flight (it would hold the lock). So the count plus one never
 -- exceeds the cap. Uncapped tenants take no lock at all; a capped tenant already at its cap in the
 -- claim's own snapshot is skipped without the lock (running counts only go up under the lock, so a
 -- stale count can only make the claim skip, never over-claim).
--- Deadlocks: a claim waits for at most one such lock (the first capped tenant it tries); a further
--- capped tenant in the same claim is locked with SKIP LOCKED (busy: tried by the next claim), so
--- claimers never wait for each other in a cycle of tenant locks. A claim inside a REPEATABLE READ
--- or SERIALIZABLE transaction would count with its old snapshot: refused for capped tenants.
+-- The lock is taken with SKIP LOCKED: a claim never waits for it. A locked row means another claim
+-- of that tenant is in flight, so this claim passes on to the next tenant (the other one claims, and
+-- passes its nudge on, or finds the tenant full). Never waiting means no deadlock: a claim riding on a
+-- completion holds the completed job's asset row (roll-up), and a claim that resets a released job's
+-- progress takes an asset row too, so waiting for a tenant lock there could close a cycle.
+-- A claim inside a REPEATABLE READ or SERIALIZABLE transaction would count with its old snapshot:
+-- refused for capped tenants.
 CREATE FUNCTION app_private.claim_job(p_worker_id text, p_lease_seconds integer, p_job_types text[])
 RETURNS SETOF public.asset_processing_jobs
 LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
@@ -92,7 +95,6 @@ DECLARE
   v_tenant uuid;
   v_running bigint;
   v_cap integer;
-  v_holds_cap_lock boolean := false;
   v_type text;
   v_job public.asset_processing_jobs;
   v_tenants refcursor;
@@ -222,15 +224,9 @@ BEGIN
           RAISE EXCEPTION 'claim_job must run at READ COMMITTED to enforce tenant caps'
             USING ERRCODE = '25000';
         END IF;
-        IF NOT v_holds_cap_lock THEN
-          SELECT l.max_running INTO v_cap FROM app_private.tenant_job_limits l
-          WHERE l.tenant_id = v_tenant FOR UPDATE;
-          v_holds_cap_lock := true;
-        ELSE
-          SELECT l.max_running INTO v_cap FROM app_private.tenant_job_limits l
-          WHERE l.tenant_id = v_tenant FOR UPDATE SKIP LOCKED;
-        END IF;
-        CONTINUE WHEN v_cap IS NULL;  -- removed meanwhile (claimed next time) or busy
+        SELECT l.max_running INTO v_cap FROM app_private.tenant_job_limits l
+        WHERE l.tenant_id = v_tenant FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN v_cap IS NULL;  -- another claim of this tenant is in flight (or the cap was just removed)
         SELECT count(*) INTO v_running FROM public.asset_processing_jobs x
         WHERE x.status = 'running' AND x.tenant_id = v_tenant;
         CONTINUE WHEN v_running >= v_cap;

@@ -186,3 +186,23 @@ def test_no_api_role_reaches_the_operator_knobs(db_url: str, supabase_roles: Non
             assert attempt(c, query) == "42", query
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as owner:
         assert owner.execute("SELECT count(*) FROM app_private.job_pauses").fetchone()["count"] == 0
+
+
+def test_a_claim_passes_over_a_capped_tenant_whose_claim_is_in_flight(db_url: str, conn: psycopg.Connection,
+                                                                      world: World) -> None:
+    """While one claim of a capped tenant is uncommitted, another claim neither waits nor over-claims:
+    it takes the next tenant's job, and after the first commits the cap still holds."""
+    conn.execute("SET lock_timeout = '5s'")  # a claim that waited for the lock would fail, not hang
+    other_asset = f.asset(conn, f.tenant(conn), None)
+    mine = [enqueue(conn, world.asset, "noop", params={"tag": str(i)}) for i in range(3)]
+    theirs = enqueue(conn, other_asset, "noop")
+    conn.execute("SELECT app_private.set_tenant_job_limit(%s, 1)", (world.tenant,))
+    conn.execute("UPDATE asset_processing_jobs SET run_after = run_after - interval '1 hour' WHERE id = ANY(%s)",
+                 (mine,))  # the capped tenant's jobs are older: fairness would pick them first
+    with psycopg.connect(db_url, row_factory=dict_row) as first:  # a transaction left open
+        got = first.execute("SELECT * FROM app_private.claim_job('a', 30, NULL)").fetchone()
+        assert got["id"] == mine[0]
+        assert claim(conn, None, worker="b")["id"] == theirs  # no wait on the first claim's lock
+        assert claim(conn, None, worker="b") is None
+        first.commit()
+    assert claim(conn, None, worker="b") is None  # capped at 1, and 1 runs
