@@ -34,19 +34,13 @@ import time
 from pathlib import Path
 
 import psycopg
+from bench_queue import ADMIN, REDIS, db_url
+from bench_queue import drop_db as drop
 from psycopg import sql
 
 from schema.runner import load_migrations, migrate
 
-ADMIN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 HERE = Path(__file__).resolve().parent
-
-
-def db_url(name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(ADMIN)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)
 
 
 def fresh(name: str, upto: int | None = None) -> str:
@@ -56,11 +50,6 @@ def fresh(name: str, upto: int | None = None) -> str:
     url = db_url(name)
     migrate(url, migrations=load_migrations()[:upto] if upto else None)
     return url
-
-
-def drop(name: str) -> None:
-    with psycopg.connect(ADMIN, autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def uptime() -> str:
