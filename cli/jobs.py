@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from cli import fleet
 from cli.arguments import db_error, uuid_arg
 from contentforge import api
 from contentforge.errors import ConfigurationError, ContentforgeError
@@ -116,6 +117,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         updates["worker_threads"] = args.threads
     if args.queue is not None:
         updates["queue_name"] = args.queue
+    if args.pool is not None or args.job_types is not None:
+        # One of them on the command line replaces both from the environment.
+        updates["worker_pool"] = args.pool
+        updates["worker_job_types"] = args.job_types
+    if args.type_concurrency is not None:
+        updates["worker_type_concurrency"] = args.type_concurrency
     from workers.supervisor import run  # only this command loads Dramatiq
 
     return run(settings.model_copy(update=updates))
@@ -136,7 +143,7 @@ def register_enqueue(sub: Any) -> None:
 
 
 def register_jobs(sub: Any) -> None:
-    jobs = sub.add_parser("jobs", help="list, show, retry and cancel queued jobs",
+    jobs = sub.add_parser("jobs", help="list, show, retry and cancel jobs; stats, pause, resume, tenant caps",
                           description="Operators' view of the job queue.")
     jsub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     p = jsub.add_parser("list", help="newest jobs first, with filters")
@@ -155,6 +162,7 @@ def register_jobs(sub: Any) -> None:
         p.add_argument("job_id", type=uuid_arg, metavar="JOB_ID")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(handler=handler)
+    fleet.register(jsub)
 
 
 def register_worker(sub: Any) -> None:
@@ -165,6 +173,14 @@ def register_worker(sub: Any) -> None:
                    "CONTENTFORGE_WORKER_PROCESSES)")
     p.add_argument("--threads", type=int, help="threads per process (default 2, CONTENTFORGE_WORKER_THREADS)")
     p.add_argument("--queue", help="Dramatiq queue name (default contentforge, CONTENTFORGE_QUEUE_NAME)")
+    pool = p.add_mutually_exclusive_group()
+    pool.add_argument("--pool", help="serve a named pool: light (metadata, thumbnail, optimize), heavy (transcode, "
+                      "transcript) or one of CONTENTFORGE_WORKER_POOLS (default: every job type; "
+                      "CONTENTFORGE_WORKER_POOL)")
+    pool.add_argument("--job-types", help="serve only these job types, comma-separated "
+                      "(CONTENTFORGE_WORKER_JOB_TYPES)")
+    p.add_argument("--type-concurrency", help="per process, the most jobs of a type at once, e.g. "
+                   "transcode=1,transcript=1 (CONTENTFORGE_WORKER_TYPE_CONCURRENCY)")
     p.set_defaults(handler=cmd_worker)
 
 

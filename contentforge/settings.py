@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     worker_prepared_statements: Literal["auto", "on", "off"] = "auto"
     #: Allow the noop job to crash its worker on request (tests and soak runs only).
     allow_test_jobs: bool = False
+    #: The job types this worker serves, comma-separated ("thumbnail,metadata"). Unset (and no
+    #: worker_pool): every job type. Exclusive with worker_pool.
+    worker_job_types: str | None = None
+    #: The named pool this worker serves (a name of worker_pools or a built-in one: light, heavy).
+    worker_pool: str | None = None
+    #: Named pools besides (or replacing) the built-in ones, "name=type,type;name=type":
+    #: light = metadata,thumbnail,optimize and heavy = transcode,transcript unless redefined here.
+    worker_pools: str = ""
+    #: Per worker process, the most jobs of a type that run at once, "transcode=1,transcript=1"
+    #: (a type not named: up to worker_threads).
+    worker_type_concurrency: str = ""
 
     # --- webhooks --------------------------------------------------------------------------
     #: Allow plain http:// endpoints (otherwise only https:// is delivered to).

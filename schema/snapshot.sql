@@ -788,72 +788,221 @@ WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze
 --
 
 CREATE FUNCTION app_private.claim_job(p_worker_id text, p_lease_seconds integer) RETURNS SETOF public.asset_processing_jobs
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  SELECT * FROM app_private.claim_job(p_worker_id, p_lease_seconds, NULL::text[])
+$$;
+
+
+--
+-- Name: claim_job(text, integer, text[]); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.claim_job(p_worker_id text, p_lease_seconds integer, p_job_types text[]) RETURNS SETOF public.asset_processing_jobs
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 DECLARE
+  v_types text[] := p_job_types;       -- NULL: every job type
+  v_paused_types text[];
+  v_paused_tenants uuid[];
+  v_pair_pauses boolean;
+  v_excluded text[];                    -- job types paused for the tenant being tried
   v_priority integer;
   v_tenant uuid;
+  v_running bigint;
+  v_cap integer;
+  v_type text;
   v_job public.asset_processing_jobs;
+  v_tenants refcursor;
+  v_prios refcursor;
 BEGIN
-  FOR v_priority IN
-    WITH RECURSIVE prios AS (
-      (SELECT j.priority FROM public.asset_processing_jobs j
-       WHERE j.status = 'pending' ORDER BY j.priority DESC LIMIT 1)
-      UNION ALL
-      SELECT (SELECT j.priority FROM public.asset_processing_jobs j
-              WHERE j.status = 'pending' AND j.priority < p.priority ORDER BY j.priority DESC LIMIT 1)
-      FROM prios p WHERE p.priority IS NOT NULL
-    )
-    SELECT p.priority FROM prios p WHERE p.priority IS NOT NULL
-  LOOP
-    FOR v_tenant IN
-      WITH RECURSIVE tenants AS (
-        (SELECT j.tenant_id FROM public.asset_processing_jobs j
-         WHERE j.status = 'pending' AND j.priority = v_priority ORDER BY j.tenant_id LIMIT 1)
+  SELECT array_agg(p.job_type) FILTER (WHERE p.tenant_id IS NULL),
+         array_agg(p.tenant_id) FILTER (WHERE p.job_type IS NULL),
+         coalesce(bool_or(p.job_type IS NOT NULL AND p.tenant_id IS NOT NULL), false)
+  INTO v_paused_types, v_paused_tenants, v_pair_pauses
+  FROM app_private.job_pauses p;
+  IF v_paused_types IS NOT NULL THEN
+    SELECT coalesce(array_agg(t.job_type), '{}') INTO v_types FROM app_private.job_types t
+    WHERE (p_job_types IS NULL OR t.job_type = ANY (p_job_types)) AND t.job_type <> ALL (v_paused_types);
+  END IF;
+  IF v_types IS NOT NULL AND cardinality(v_types) = 0 THEN
+    RETURN;
+  END IF;
+
+  IF v_types IS NULL THEN
+    OPEN v_prios FOR
+      WITH RECURSIVE prios AS (
+        (SELECT j.priority FROM public.asset_processing_jobs j
+         WHERE j.status = 'pending' ORDER BY j.priority DESC LIMIT 1)
         UNION ALL
-        SELECT (SELECT j.tenant_id FROM public.asset_processing_jobs j
-                WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id > t.tenant_id
-                ORDER BY j.tenant_id LIMIT 1)
-        FROM tenants t WHERE t.tenant_id IS NOT NULL
-      ), ready AS (
-        -- The run_after of the job the tenant would run next (its own priority, then age): one
-        -- step down jobs_claim_idx, where min(run_after) would read all of the tenant's jobs.
-        SELECT t.tenant_id,
-               (SELECT j.run_after FROM public.asset_processing_jobs j
-                WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id = t.tenant_id
-                  AND j.run_after <= now()
-                ORDER BY j.tenant_priority DESC, j.run_after LIMIT 1) AS oldest
-        FROM tenants t WHERE t.tenant_id IS NOT NULL
+        SELECT (SELECT j.priority FROM public.asset_processing_jobs j
+                WHERE j.status = 'pending' AND j.priority < p.priority ORDER BY j.priority DESC LIMIT 1)
+        FROM prios p WHERE p.priority IS NOT NULL
       )
-      SELECT r.tenant_id FROM ready r
-      WHERE r.oldest IS NOT NULL
-      ORDER BY (SELECT count(*) FROM public.asset_processing_jobs x
-                WHERE x.status = 'running' AND x.tenant_id = r.tenant_id),
-               (SELECT max(x.started_at) FROM public.asset_processing_jobs x
-                WHERE x.tenant_id = r.tenant_id AND x.started_at IS NOT NULL) NULLS FIRST,
-               r.oldest
+      SELECT p.priority FROM prios p WHERE p.priority IS NOT NULL;
+  ELSE
+    OPEN v_prios FOR
+      WITH RECURSIVE prios AS (
+        SELECT (SELECT max(x.priority) FROM unnest(v_types) t(job_type) CROSS JOIN LATERAL (
+                  SELECT j.priority FROM public.asset_processing_jobs j
+                  WHERE j.status = 'pending' AND j.job_type = t.job_type
+                  ORDER BY j.priority DESC LIMIT 1) x) AS priority
+        UNION ALL
+        SELECT (SELECT max(x.priority) FROM unnest(v_types) t(job_type) CROSS JOIN LATERAL (
+                  SELECT j.priority FROM public.asset_processing_jobs j
+                  WHERE j.status = 'pending' AND j.job_type = t.job_type AND j.priority < p.priority
+                  ORDER BY j.priority DESC LIMIT 1) x)
+        FROM prios p WHERE p.priority IS NOT NULL
+      )
+      SELECT p.priority FROM prios p WHERE p.priority IS NOT NULL;
+  END IF;
+
+  LOOP
+    FETCH v_prios INTO v_priority;
+    EXIT WHEN NOT FOUND;
+    IF v_types IS NULL THEN
+      OPEN v_tenants FOR
+        WITH RECURSIVE tenants AS (
+          (SELECT j.tenant_id FROM public.asset_processing_jobs j
+           WHERE j.status = 'pending' AND j.priority = v_priority ORDER BY j.tenant_id LIMIT 1)
+          UNION ALL
+          SELECT (SELECT j.tenant_id FROM public.asset_processing_jobs j
+                  WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id > t.tenant_id
+                  ORDER BY j.tenant_id LIMIT 1)
+          FROM tenants t WHERE t.tenant_id IS NOT NULL
+        ), ready AS (
+          SELECT t.tenant_id,
+                 (SELECT j.run_after FROM public.asset_processing_jobs j
+                  WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id = t.tenant_id
+                    AND j.run_after <= now()
+                  ORDER BY j.tenant_priority DESC, j.run_after LIMIT 1) AS oldest
+          FROM tenants t WHERE t.tenant_id IS NOT NULL
+        ), counted AS (
+          SELECT r.tenant_id, r.oldest,
+                 (SELECT count(*) FROM public.asset_processing_jobs x
+                  WHERE x.status = 'running' AND x.tenant_id = r.tenant_id) AS running
+          FROM ready r WHERE r.oldest IS NOT NULL
+        )
+        SELECT c.tenant_id, c.running FROM counted c
+        ORDER BY c.running,
+                 (SELECT max(x.started_at) FROM public.asset_processing_jobs x
+                  WHERE x.tenant_id = c.tenant_id AND x.started_at IS NOT NULL) NULLS FIRST,
+                 c.oldest;
+    ELSE
+      -- One step per tenant with a ready job of the pool's types: the next entry of each type in
+      -- jobs_claim_type_idx is that tenant's best ready job of the type (its order within a
+      -- tenant is tenant_priority DESC, run_after), so the walk also yields the job's run_after
+      -- and no second lookup per tenant is needed.
+      OPEN v_tenants FOR
+        WITH RECURSIVE tenants AS (
+          (SELECT x.tenant_id, x.tenant_priority, x.run_after FROM unnest(v_types) tt(job_type) CROSS JOIN LATERAL (
+             SELECT j.tenant_id, j.tenant_priority, j.run_after FROM public.asset_processing_jobs j
+             WHERE j.status = 'pending' AND j.job_type = tt.job_type AND j.priority = v_priority
+               AND j.run_after <= now()
+             ORDER BY j.tenant_id, j.tenant_priority DESC, j.run_after LIMIT 1) x
+           ORDER BY x.tenant_id, x.tenant_priority DESC, x.run_after LIMIT 1)
+          UNION ALL
+          SELECT n.tenant_id, n.tenant_priority, n.run_after FROM tenants t CROSS JOIN LATERAL (
+            SELECT x.tenant_id, x.tenant_priority, x.run_after FROM unnest(v_types) tt(job_type) CROSS JOIN LATERAL (
+              SELECT j.tenant_id, j.tenant_priority, j.run_after FROM public.asset_processing_jobs j
+              WHERE j.status = 'pending' AND j.job_type = tt.job_type AND j.priority = v_priority
+                AND j.tenant_id > t.tenant_id AND j.run_after <= now()
+              ORDER BY j.tenant_id, j.tenant_priority DESC, j.run_after LIMIT 1) x
+            ORDER BY x.tenant_id, x.tenant_priority DESC, x.run_after LIMIT 1) n
+        ), counted AS (
+          SELECT t.tenant_id, t.run_after AS oldest,
+                 (SELECT count(*) FROM public.asset_processing_jobs x
+                  WHERE x.status = 'running' AND x.tenant_id = t.tenant_id) AS running
+          FROM tenants t
+        )
+        SELECT c.tenant_id, c.running FROM counted c
+        ORDER BY c.running,
+                 (SELECT max(x.started_at) FROM public.asset_processing_jobs x
+                  WHERE x.tenant_id = c.tenant_id AND x.started_at IS NOT NULL) NULLS FIRST,
+                 c.oldest;
+    END IF;
+
     LOOP
-      UPDATE public.asset_processing_jobs j SET
-        status = 'running', attempts = j.attempts + 1, worker_id = p_worker_id,
-        started_at = clock_timestamp(), heartbeat_at = now(),
-        lease_expires_at = now() + make_interval(secs => p_lease_seconds),
-        progress = 0
-      WHERE j.id = (
-        SELECT c.id FROM public.asset_processing_jobs c
-        WHERE c.status = 'pending' AND c.priority = v_priority AND c.tenant_id = v_tenant
-          AND c.run_after <= now()
-        ORDER BY c.tenant_priority DESC, c.run_after
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-      )
-      RETURNING j.* INTO v_job;
+      FETCH v_tenants INTO v_tenant, v_running;
+      EXIT WHEN NOT FOUND;
+      CONTINUE WHEN v_paused_tenants IS NOT NULL AND v_tenant = ANY (v_paused_tenants);
+      v_excluded := NULL;
+      IF v_pair_pauses THEN
+        SELECT array_agg(p.job_type) INTO v_excluded FROM app_private.job_pauses p
+        WHERE p.tenant_id = v_tenant AND p.job_type IS NOT NULL;
+      END IF;
+
+      -- The tenant's cap (see the comment above the function).
+      SELECT l.max_running INTO v_cap FROM app_private.tenant_job_limits l WHERE l.tenant_id = v_tenant;
+      IF v_cap IS NOT NULL THEN
+        CONTINUE WHEN v_running >= v_cap;
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+          RAISE EXCEPTION 'claim_job must run at READ COMMITTED to enforce tenant caps'
+            USING ERRCODE = '25000';
+        END IF;
+        SELECT l.max_running INTO v_cap FROM app_private.tenant_job_limits l
+        WHERE l.tenant_id = v_tenant FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN v_cap IS NULL;  -- another claim of this tenant is in flight (or the cap was just removed)
+        SELECT count(*) INTO v_running FROM public.asset_processing_jobs x
+        WHERE x.status = 'running' AND x.tenant_id = v_tenant;
+        CONTINUE WHEN v_running >= v_cap;
+      END IF;
+
+      IF v_types IS NULL THEN
+        UPDATE public.asset_processing_jobs j SET
+          status = 'running', attempts = j.attempts + 1, worker_id = p_worker_id,
+          started_at = clock_timestamp(), heartbeat_at = now(),
+          lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+          progress = 0
+        WHERE j.id = (
+          SELECT c.id FROM public.asset_processing_jobs c
+          WHERE c.status = 'pending' AND c.priority = v_priority AND c.tenant_id = v_tenant
+            AND c.run_after <= now() AND (v_excluded IS NULL OR c.job_type <> ALL (v_excluded))
+          ORDER BY c.tenant_priority DESC, c.run_after
+          LIMIT 1
+          FOR UPDATE SKIP LOCKED
+        )
+        RETURNING j.* INTO v_job;
+      ELSE
+        -- The pool's types one at a time, best first, each an ordered walk of jobs_claim_type_idx.
+        FOR v_type IN
+          SELECT tt.job_type FROM unnest(v_types) tt(job_type) CROSS JOIN LATERAL (
+            SELECT j.tenant_priority, j.run_after FROM public.asset_processing_jobs j
+            WHERE j.status = 'pending' AND j.job_type = tt.job_type AND j.priority = v_priority
+              AND j.tenant_id = v_tenant AND j.run_after <= now()
+            ORDER BY j.tenant_priority DESC, j.run_after LIMIT 1) x
+          WHERE v_excluded IS NULL OR tt.job_type <> ALL (v_excluded)
+          ORDER BY x.tenant_priority DESC, x.run_after
+        LOOP
+          UPDATE public.asset_processing_jobs j SET
+            status = 'running', attempts = j.attempts + 1, worker_id = p_worker_id,
+            started_at = clock_timestamp(), heartbeat_at = now(),
+            lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+            progress = 0
+          WHERE j.id = (
+            SELECT c.id FROM public.asset_processing_jobs c
+            WHERE c.status = 'pending' AND c.job_type = v_type AND c.priority = v_priority
+              AND c.tenant_id = v_tenant AND c.run_after <= now()
+            ORDER BY c.tenant_priority DESC, c.run_after
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+          )
+          RETURNING j.* INTO v_job;
+          EXIT WHEN v_job.id IS NOT NULL;
+        END LOOP;
+      END IF;
       IF v_job.id IS NOT NULL THEN
+        CLOSE v_tenants;
+        CLOSE v_prios;
         RETURN NEXT v_job;
         RETURN;
       END IF;
     END LOOP;
+    CLOSE v_tenants;
   END LOOP;
+  CLOSE v_prios;
   RETURN;
 END;
 $$;
@@ -1484,6 +1633,26 @@ $$;
 
 
 --
+-- Name: live_worker_pools(double precision); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.live_worker_pools(p_stale_seconds double precision) RETURNS TABLE(pool text, queue_name text, job_types text[], threads bigint, supervisors bigint)
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  WITH gone AS (
+    DELETE FROM app_private.worker_pools w
+    WHERE w.last_seen < now() - make_interval(secs => p_stale_seconds) RETURNING 1
+  )
+  SELECT w.pool, w.queue_name, w.job_types, sum(w.threads)::bigint, count(*)
+  FROM app_private.worker_pools w
+  WHERE w.last_seen >= now() - make_interval(secs => p_stale_seconds)
+  GROUP BY w.pool, w.queue_name, w.job_types
+  ORDER BY w.pool
+$$;
+
+
+--
 -- Name: log_content_change(); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
@@ -1601,6 +1770,52 @@ BEGIN
   PERFORM pg_notify('contentforge_jobs', '');
   RETURN NULL;
 END;
+$$;
+
+
+--
+-- Name: pause_jobs(text, uuid, text); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.pause_jobs(p_job_type text DEFAULT NULL::text, p_tenant_id uuid DEFAULT NULL::uuid, p_reason text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+  IF p_job_type IS NULL AND p_tenant_id IS NULL THEN
+    RAISE EXCEPTION 'pause what? name a job type, a tenant, or both' USING ERRCODE = '22023';
+  END IF;
+  IF p_job_type IS NOT NULL AND NOT EXISTS (SELECT 1 FROM app_private.job_types t WHERE t.job_type = p_job_type) THEN
+    RAISE EXCEPTION 'unknown job type "%"', p_job_type USING ERRCODE = '22023';
+  END IF;
+  IF p_tenant_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public.tenants t WHERE t.id = p_tenant_id) THEN
+    RAISE EXCEPTION 'tenant % does not exist', p_tenant_id USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO app_private.job_pauses (job_type, tenant_id, reason)
+  VALUES (p_job_type, p_tenant_id, p_reason)
+  ON CONFLICT (coalesce(job_type, ''), coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid))
+  DO NOTHING;
+  RETURN FOUND;
+END;
+$$;
+
+
+--
+-- Name: pool_backlog(text[]); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.pool_backlog(p_job_types text[]) RETURNS TABLE(ready bigint, oldest_ready_seconds double precision)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  SELECT count(*),
+         coalesce(extract(epoch FROM now() - min(j.run_after)), 0)::double precision
+  FROM public.asset_processing_jobs j
+  WHERE j.status = 'pending' AND j.run_after <= now()
+    AND (p_job_types IS NULL OR j.job_type = ANY (p_job_types))
+    AND NOT EXISTS (SELECT 1 FROM app_private.job_pauses p
+                    WHERE (p.job_type IS NULL OR p.job_type = j.job_type)
+                      AND (p.tenant_id IS NULL OR p.tenant_id = j.tenant_id))
 $$;
 
 
@@ -1734,6 +1949,28 @@ CREATE FUNCTION app_private.queue_ready(p_limit integer DEFAULT 10000) RETURNS T
                                 WHERE j.status = 'pending' AND j.run_after <= now() LIMIT p_limit) r),
          (SELECT min(j.run_after) FROM public.asset_processing_jobs j
           WHERE j.status = 'pending' AND j.run_after > now())
+$$;
+
+
+--
+-- Name: queue_ready(integer, text[]); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.queue_ready(p_limit integer, p_job_types text[]) RETURNS TABLE(ready bigint, next_run_after timestamp with time zone)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  SELECT (SELECT count(*) FROM (
+            SELECT 1 FROM public.asset_processing_jobs j
+            WHERE j.status = 'pending' AND j.run_after <= now()
+              AND (p_job_types IS NULL OR j.job_type = ANY (p_job_types))
+              AND NOT EXISTS (SELECT 1 FROM app_private.job_pauses p
+                              WHERE (p.job_type IS NULL OR p.job_type = j.job_type)
+                                AND (p.tenant_id IS NULL OR p.tenant_id = j.tenant_id))
+            LIMIT p_limit) r),
+         (SELECT min(j.run_after) FROM public.asset_processing_jobs j
+          WHERE j.status = 'pending' AND j.run_after > now()
+            AND (p_job_types IS NULL OR j.job_type = ANY (p_job_types)))
 $$;
 
 
@@ -1872,6 +2109,22 @@ $$;
 
 
 --
+-- Name: register_worker_pool(text, text, text, text[], integer); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.register_worker_pool(p_supervisor_id text, p_pool text, p_queue_name text, p_job_types text[], p_threads integer) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  INSERT INTO app_private.worker_pools (supervisor_id, pool, queue_name, job_types, threads)
+  VALUES (p_supervisor_id, p_pool, p_queue_name, p_job_types, p_threads)
+  ON CONFLICT (supervisor_id) DO UPDATE
+    SET pool = EXCLUDED.pool, queue_name = EXCLUDED.queue_name, job_types = EXCLUDED.job_types,
+        threads = EXCLUDED.threads, last_seen = now()
+$$;
+
+
+--
 -- Name: release_job(uuid, text); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
@@ -1884,6 +2137,29 @@ BEGIN
     status = 'pending', attempts = greatest(j.attempts - 1, 0), worker_id = NULL, heartbeat_at = NULL,
     lease_expires_at = NULL, run_after = now()
   WHERE j.id = p_job_id AND j.worker_id = p_worker_id AND j.status = 'running';
+  IF FOUND THEN
+    PERFORM pg_notify('contentforge_jobs', '');
+    RETURN true;
+  END IF;
+  RETURN false;
+END;
+$$;
+
+
+--
+-- Name: resume_jobs(text, uuid); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.resume_jobs(p_job_type text DEFAULT NULL::text, p_tenant_id uuid DEFAULT NULL::uuid) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+  IF p_job_type IS NULL AND p_tenant_id IS NULL THEN
+    RAISE EXCEPTION 'resume what? name a job type, a tenant, or both' USING ERRCODE = '22023';
+  END IF;
+  DELETE FROM app_private.job_pauses p
+  WHERE p.job_type IS NOT DISTINCT FROM p_job_type AND p.tenant_id IS NOT DISTINCT FROM p_tenant_id;
   IF FOUND THEN
     PERFORM pg_notify('contentforge_jobs', '');
     RETURN true;
@@ -2093,6 +2369,33 @@ BEGIN
   v_result := v_result || jsonb_build_object('search_queries_purged', app_private.purge_search_queries());
   v_result := v_result || jsonb_build_object('jobs_purged', app_private.purge_finished_jobs(interval '7 days'));
   RETURN v_result;
+END;
+$$;
+
+
+--
+-- Name: set_tenant_job_limit(uuid, integer); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.set_tenant_job_limit(p_tenant_id uuid, p_max_running integer) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM public.tenants t WHERE t.id = p_tenant_id) THEN
+    RAISE EXCEPTION 'tenant % does not exist', p_tenant_id USING ERRCODE = '22023';
+  END IF;
+  IF p_max_running IS NULL THEN
+    DELETE FROM app_private.tenant_job_limits l WHERE l.tenant_id = p_tenant_id;
+    PERFORM pg_notify('contentforge_jobs', '');
+  ELSIF p_max_running < 1 THEN
+    RAISE EXCEPTION 'max_running must be at least 1 (pause the tenant to stop its jobs)' USING ERRCODE = '22023';
+  ELSE
+    INSERT INTO app_private.tenant_job_limits (tenant_id, max_running) VALUES (p_tenant_id, p_max_running)
+    ON CONFLICT (tenant_id) DO UPDATE
+      SET max_running = EXCLUDED.max_running, updated_at = now(), updated_by = current_user;
+    PERFORM pg_notify('contentforge_jobs', '');
+  END IF;
 END;
 $$;
 
@@ -3188,6 +3491,36 @@ CREATE TABLE app_private.engagement_rollup_state (
 
 
 --
+-- Name: job_pauses; Type: TABLE; Schema: app_private; Owner: -
+--
+
+CREATE TABLE app_private.job_pauses (
+    id bigint NOT NULL,
+    job_type text,
+    tenant_id uuid,
+    reason text,
+    paused_at timestamp with time zone DEFAULT now() NOT NULL,
+    paused_by text DEFAULT CURRENT_USER NOT NULL,
+    CONSTRAINT job_pauses_check CHECK (((job_type IS NOT NULL) OR (tenant_id IS NOT NULL))),
+    CONSTRAINT job_pauses_reason_check CHECK ((char_length(reason) <= 500))
+);
+
+
+--
+-- Name: job_pauses_id_seq; Type: SEQUENCE; Schema: app_private; Owner: -
+--
+
+ALTER TABLE app_private.job_pauses ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME app_private.job_pauses_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: job_types; Type: TABLE; Schema: app_private; Owner: -
 --
 
@@ -3277,6 +3610,19 @@ CREATE TABLE app_private.storage_object_ingests (
 
 
 --
+-- Name: tenant_job_limits; Type: TABLE; Schema: app_private; Owner: -
+--
+
+CREATE TABLE app_private.tenant_job_limits (
+    tenant_id uuid NOT NULL,
+    max_running integer NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_by text DEFAULT CURRENT_USER NOT NULL,
+    CONSTRAINT tenant_job_limits_max_running_check CHECK ((max_running >= 1))
+);
+
+
+--
 -- Name: webhook_secrets; Type: TABLE; Schema: app_private; Owner: -
 --
 
@@ -3287,6 +3633,25 @@ CREATE TABLE app_private.webhook_secrets (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone,
     CONSTRAINT webhook_secrets_secret_check CHECK ((secret ~~ 'whsec\_%'::text))
+);
+
+
+--
+-- Name: worker_pools; Type: TABLE; Schema: app_private; Owner: -
+--
+
+CREATE TABLE app_private.worker_pools (
+    supervisor_id text NOT NULL,
+    pool text NOT NULL,
+    queue_name text NOT NULL,
+    job_types text[],
+    threads integer NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_seen timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT worker_pools_pool_check CHECK ((pool ~ '^[a-z][a-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT worker_pools_queue_name_check CHECK (((char_length(queue_name) >= 1) AND (char_length(queue_name) <= 200))),
+    CONSTRAINT worker_pools_supervisor_id_check CHECK (((char_length(supervisor_id) >= 1) AND (char_length(supervisor_id) <= 200))),
+    CONSTRAINT worker_pools_threads_check CHECK ((threads >= 1))
 );
 
 
@@ -3844,6 +4209,14 @@ ALTER TABLE ONLY app_private.job_params
 
 
 --
+-- Name: job_pauses job_pauses_pkey; Type: CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.job_pauses
+    ADD CONSTRAINT job_pauses_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: job_types job_types_pkey; Type: CONSTRAINT; Schema: app_private; Owner: -
 --
 
@@ -3884,11 +4257,27 @@ ALTER TABLE ONLY app_private.storage_object_ingests
 
 
 --
+-- Name: tenant_job_limits tenant_job_limits_pkey; Type: CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.tenant_job_limits
+    ADD CONSTRAINT tenant_job_limits_pkey PRIMARY KEY (tenant_id);
+
+
+--
 -- Name: webhook_secrets webhook_secrets_pkey; Type: CONSTRAINT; Schema: app_private; Owner: -
 --
 
 ALTER TABLE ONLY app_private.webhook_secrets
     ADD CONSTRAINT webhook_secrets_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: worker_pools worker_pools_pkey; Type: CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.worker_pools
+    ADD CONSTRAINT worker_pools_pkey PRIMARY KEY (supervisor_id);
 
 
 --
@@ -4417,6 +4806,13 @@ CREATE INDEX engagement_daily_day_idx ON app_private.content_engagement_daily US
 
 
 --
+-- Name: job_pauses_scope_idx; Type: INDEX; Schema: app_private; Owner: -
+--
+
+CREATE UNIQUE INDEX job_pauses_scope_idx ON app_private.job_pauses USING btree (COALESCE(job_type, ''::text), COALESCE(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid));
+
+
+--
 -- Name: scheduler_runs_due_idx; Type: INDEX; Schema: app_private; Owner: -
 --
 
@@ -4834,6 +5230,13 @@ CREATE UNIQUE INDEX jobs_active_unique_idx ON public.asset_processing_jobs USING
 --
 
 CREATE INDEX jobs_claim_idx ON public.asset_processing_jobs USING btree (priority DESC, tenant_id, tenant_priority DESC, run_after) WHERE (status = 'pending'::text);
+
+
+--
+-- Name: jobs_claim_type_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_claim_type_idx ON public.asset_processing_jobs USING btree (job_type, priority DESC, tenant_id, tenant_priority DESC, run_after) WHERE (status = 'pending'::text);
 
 
 --
@@ -5265,6 +5668,22 @@ ALTER TABLE ONLY app_private.job_params
 
 
 --
+-- Name: job_pauses job_pauses_job_type_fkey; Type: FK CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.job_pauses
+    ADD CONSTRAINT job_pauses_job_type_fkey FOREIGN KEY (job_type) REFERENCES app_private.job_types(job_type) ON DELETE CASCADE;
+
+
+--
+-- Name: job_pauses job_pauses_tenant_id_fkey; Type: FK CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.job_pauses
+    ADD CONSTRAINT job_pauses_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
+
+
+--
 -- Name: storage_ingest_rules storage_ingest_rules_tenant_id_fkey; Type: FK CONSTRAINT; Schema: app_private; Owner: -
 --
 
@@ -5278,6 +5697,14 @@ ALTER TABLE ONLY app_private.storage_ingest_rules
 
 ALTER TABLE ONLY app_private.storage_object_ingests
     ADD CONSTRAINT storage_object_ingests_rule_id_fkey FOREIGN KEY (rule_id) REFERENCES app_private.storage_ingest_rules(id) ON DELETE SET NULL;
+
+
+--
+-- Name: tenant_job_limits tenant_job_limits_tenant_id_fkey; Type: FK CONSTRAINT; Schema: app_private; Owner: -
+--
+
+ALTER TABLE ONLY app_private.tenant_job_limits
+    ADD CONSTRAINT tenant_job_limits_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id) ON DELETE CASCADE;
 
 
 --
@@ -5749,6 +6176,12 @@ ALTER TABLE app_private.engagement_rollup_state ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app_private.job_params ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: job_pauses; Type: ROW SECURITY; Schema: app_private; Owner: -
+--
+
+ALTER TABLE app_private.job_pauses ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: job_types; Type: ROW SECURITY; Schema: app_private; Owner: -
 --
 
@@ -5773,10 +6206,22 @@ ALTER TABLE app_private.storage_ingest_rules ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app_private.storage_object_ingests ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: tenant_job_limits; Type: ROW SECURITY; Schema: app_private; Owner: -
+--
+
+ALTER TABLE app_private.tenant_job_limits ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: webhook_secrets; Type: ROW SECURITY; Schema: app_private; Owner: -
 --
 
 ALTER TABLE app_private.webhook_secrets ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: worker_pools; Type: ROW SECURITY; Schema: app_private; Owner: -
+--
+
+ALTER TABLE app_private.worker_pools ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: schema_migrations; Type: ROW SECURITY; Schema: contentforge_meta; Owner: -
@@ -6679,6 +7124,13 @@ REVOKE ALL ON FUNCTION app_private.claim_job(p_worker_id text, p_lease_seconds i
 
 
 --
+-- Name: FUNCTION claim_job(p_worker_id text, p_lease_seconds integer, p_job_types text[]); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.claim_job(p_worker_id text, p_lease_seconds integer, p_job_types text[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION claim_webhook_deliveries(p_dispatcher_id text, p_limit integer, p_lease_seconds integer, p_per_tenant integer); Type: ACL; Schema: app_private; Owner: -
 --
 
@@ -6833,6 +7285,13 @@ REVOKE ALL ON FUNCTION app_private.jobs_roll_up() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION live_worker_pools(p_stale_seconds double precision); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.live_worker_pools(p_stale_seconds double precision) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION log_content_change(); Type: ACL; Schema: app_private; Owner: -
 --
 
@@ -6872,6 +7331,20 @@ REVOKE ALL ON FUNCTION app_private.new_webhook_secret() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION app_private.notify_jobs() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pause_jobs(p_job_type text, p_tenant_id uuid, p_reason text); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.pause_jobs(p_job_type text, p_tenant_id uuid, p_reason text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pool_backlog(p_job_types text[]); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.pool_backlog(p_job_types text[]) FROM PUBLIC;
 
 
 --
@@ -6917,6 +7390,13 @@ REVOKE ALL ON FUNCTION app_private.queue_ready(p_limit integer) FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION queue_ready(p_limit integer, p_job_types text[]); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.queue_ready(p_limit integer, p_job_types text[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION reclaim_expired_jobs(p_limit integer); Type: ACL; Schema: app_private; Owner: -
 --
 
@@ -6945,10 +7425,24 @@ REVOKE ALL ON FUNCTION app_private.refresh_content_analytics() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION register_worker_pool(p_supervisor_id text, p_pool text, p_queue_name text, p_job_types text[], p_threads integer); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.register_worker_pool(p_supervisor_id text, p_pool text, p_queue_name text, p_job_types text[], p_threads integer) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION release_job(p_job_id uuid, p_worker_id text); Type: ACL; Schema: app_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION app_private.release_job(p_job_id uuid, p_worker_id text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION resume_jobs(p_job_type text, p_tenant_id uuid); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.resume_jobs(p_job_type text, p_tenant_id uuid) FROM PUBLIC;
 
 
 --
@@ -6970,6 +7464,13 @@ REVOKE ALL ON FUNCTION app_private.roll_up_engagement(p_since timestamp with tim
 --
 
 REVOKE ALL ON FUNCTION app_private.run_maintenance() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION set_tenant_job_limit(p_tenant_id uuid, p_max_running integer); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.set_tenant_job_limit(p_tenant_id uuid, p_max_running integer) FROM PUBLIC;
 
 
 --

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from contentforge.db import open_connection
 from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
 from schema.named_queries import queries
+from workers.pools import TypeGate
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -73,8 +74,11 @@ class JobStore:
     """Calls the queue's SQL functions over one reconnecting connection per thread."""
 
     def __init__(self, url: str, *, lease_seconds: int, reconnect_seconds: float = 30.0,
-                 prepare_threshold: int | None = None) -> None:
+                 prepare_threshold: int | None = None, gate: TypeGate | None = None) -> None:
         self.url = url
+        #: Which job types a claim of this process asks for (its pool, minus types at their
+        #: per-process limit); the default asks for every type.
+        self.gate = gate or TypeGate()
         self.prepare_threshold = prepare_threshold  # None: no server-side prepared statements
         self.lease_seconds = lease_seconds
         self.reconnect_seconds = reconnect_seconds
@@ -134,10 +138,22 @@ class JobStore:
 
     # --- the lifecycle ---------------------------------------------------------------------
     def claim(self, worker_id: str, *, retry_for: float | None = None) -> ClaimedJob | None:
-        """Take the lease of the best ready job, or None when no job is ready."""
-        row = self._one("claim", {"worker_id": worker_id, "lease_seconds": self.lease_seconds},
-                        retry_for=retry_for)
-        return _claimed(row)
+        """Take the lease of the best ready job of this process's types, or None when none is ready."""
+        reservation = self.gate.reserve()
+        job: ClaimedJob | None = None
+        try:
+            if reservation.nothing:  # every type of the pool is at its limit in this process
+                return None
+            row = self._one("claim", {"worker_id": worker_id, "lease_seconds": self.lease_seconds,
+                                      "job_types": reservation.types}, retry_for=retry_for)
+            job = _claimed(row)
+            return job
+        finally:
+            self.gate.settle(reservation, job.id if job else None, job.job_type if job else None)
+
+    def finished(self, job: ClaimedJob) -> None:
+        """The job ended in this process, whatever the outcome: its type's slot is free again."""
+        self.gate.finished(job.id)
 
     def heartbeat(self, job_id: uuid.UUID, worker_id: str, progress: int | None) -> bool:
         """Renew the lease; False when the job is no longer ours (cancelled or reclaimed)."""
@@ -158,8 +174,27 @@ class JobStore:
         ours. A job without asset outputs (the common case of a busy queue) takes one statement and
         one round trip for both steps.
         """
+        self.gate.finished(job.id)  # the completed job no longer holds its slot
+        reservation = self.gate.reserve() if claim_next else None
+        if reservation is not None and reservation.nothing:
+            claim_next = False
         params = {"job_id": job.id, "worker_id": worker_id, "output": Jsonb(dict(output)),
-                  "lease_seconds": self.lease_seconds, "claim_next": claim_next}
+                  "lease_seconds": self.lease_seconds, "claim_next": claim_next,
+                  "job_types": reservation.types if reservation else None}
+        nxt: ClaimedJob | None = None
+        try:
+            ours, nxt = self._complete(job, params, update)
+        finally:
+            if reservation is not None:
+                self.gate.settle(reservation, nxt.id if nxt else None, nxt.job_type if nxt else None)
+        if not ours and claim_next and update is not None:
+            # The completing transaction was rolled back, and the claim riding on it with it.
+            return False, self.claim(worker_id)
+        return ours, nxt
+
+    def _complete(self, job: ClaimedJob, params: dict[str, Any],
+                  update: AssetUpdate | None) -> tuple[bool, ClaimedJob | None]:
+        claim_next = params["claim_next"]
         if update is None:
             row = self._one("complete_and_claim", params)
             return bool(row and row["ours"]), _claimed(row)
@@ -183,12 +218,13 @@ class JobStore:
         try:
             return self.run(tx)
         except _NotOurs:
-            return False, self.claim(worker_id) if claim_next else None
+            return False, None
 
     def fail(self, job: ClaimedJob, worker_id: str, message: str, details: Mapping[str, Any] | None,
              *, transient: bool, retry_delay_seconds: float) -> str | None:
         """Record a failure; returns the new status (pending: retried later; failed), or None
         when the job was no longer ours."""
+        self.gate.finished(job.id)
         row = self._one("fail", {
             "job_id": job.id, "worker_id": worker_id, "message": message,
             "details": Jsonb(dict(details)) if details is not None else None,
@@ -210,8 +246,15 @@ class JobStore:
         row = self._one("purge_finished", {"retention_days": retention_days, "batch": batch})
         return int(row["purged"])
 
-    def queue_ready(self, limit: int) -> tuple[int, datetime | None]:
-        row = self._one("queue_ready", {"limit": limit})
+    def live_pools(self, stale_seconds: float) -> list[dict[str, Any]]:
+        """The pools supervisors reported within ``stale_seconds`` (older reports are deleted)."""
+        sql = self.q["live_worker_pools"]
+        return self.run(lambda c: c.execute(sql, {"stale_seconds": stale_seconds}).fetchall())
+
+    def queue_ready(self, limit: int, job_types: Sequence[str] | None = None) -> tuple[int, datetime | None]:
+        """Ready jobs of these types (None: all), not paused, up to ``limit``; the next delayed one."""
+        row = self._one("queue_ready", {"limit": limit,
+                                        "job_types": list(job_types) if job_types is not None else None})
         return int(row["ready"]), row["next_run_after"]
 
 

@@ -79,6 +79,7 @@ class Leases:
         try:
             yield active
         finally:
+            self.store.finished(job)  # frees its per-type slot in this process, whatever the outcome
             with self._lock:
                 self._active.discard(active)
 

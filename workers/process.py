@@ -23,6 +23,7 @@ from contentforge.settings import Settings, get_settings
 from workers.actors import declare
 from workers.broker import make_broker
 from workers.middleware import ClearLogContext
+from workers.pools import resolve_pool
 from workers.runtime import Runtime, configure
 
 log = get_logger(__name__)
@@ -41,16 +42,19 @@ def serve(settings: Settings) -> int:
         raise ConfigurationError("a worker process needs DATABASE_URL and REDIS_URL")
     broker = make_broker(settings.redis_url)
     broker.add_middleware(ClearLogContext())
+    pool = resolve_pool(settings)
+    queue = pool.queue(settings.queue_name)  # this pool's nudges only
     runtime = Runtime(settings, settings.database_url)
     configure(runtime)
-    declare(broker, settings.queue_name)
-    worker = dramatiq.Worker(broker, queues={settings.queue_name}, worker_threads=settings.worker_threads,
+    declare(broker, queue)
+    worker = dramatiq.Worker(broker, queues={queue}, worker_threads=settings.worker_threads,
                              worker_timeout=settings.worker_poll_ms)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     worker.start()
-    log.info("worker process ready", pid=os.getpid(), threads=settings.worker_threads, queue=settings.queue_name)
+    log.info("worker process ready", pid=os.getpid(), threads=settings.worker_threads, queue=queue, pool=pool.name,
+             job_types=list(pool.job_types) if pool.job_types is not None else "all")
     stop.wait()
 
     runtime.stopping.set()

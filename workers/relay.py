@@ -10,6 +10,13 @@
 - One relay is active per database: it holds a session advisory lock on its LISTEN connection.
   Others wait on standby and take over when that connection goes away.
 
+- Per pool: workers serving a pool of job types read that pool's own queue (``workers.pools``).
+  Each top-up reads the pools the supervisors report in ``app_private.worker_pools`` and tops up
+  each pool's queue with the ready jobs of that pool's types (paused jobs left out), up to the
+  pool's thread count; so a nudge never wakes a worker that cannot take the job. While no pool is
+  reported (a relay without supervisors, as in the in-process tests) it tops up ``queue_name``
+  for every job type, as before pools existed.
+
 Too many nudges are harmless (an actor that finds nothing to claim returns), so the top-up only
 needs to be a lower bound; but each costs a claim query, so the supervisor caps them at its thread
 count, and actors that find work pass the nudge on to the next idle thread.
@@ -33,6 +40,7 @@ from contentforge.logging import get_logger
 from schema.named_queries import queries
 from workers.broker import ACTOR_NAME, queue_size
 from workers.claim import JobStore
+from workers.pools import POOL_STALE_SECONDS
 
 log = get_logger(__name__)
 
@@ -53,13 +61,16 @@ RECLAIM_BATCH = 1000
 
 class Relay:
     def __init__(self, *, database_url: str, broker: RedisBroker, queue_name: str, lease_seconds: int,
-                 sweep_interval: float, retention_days: int, max_nudges: int = 1000) -> None:
+                 sweep_interval: float, retention_days: int, max_nudges: int = 1000,
+                 pool_max_nudges: int = 1000) -> None:
         self.database_url = database_url
         self.broker = broker
         self.queue_name = queue_name
         self.sweep_interval = sweep_interval
         self.retention_days = retention_days
-        self.max_nudges = max_nudges
+        self.max_nudges = max_nudges  # for queue_name while no pool is reported
+        self.pool_max_nudges = pool_max_nudges  # per reported pool: also at most its thread count
+        self._declared: set[str] = {queue_name}
         self.store = JobStore(database_url, lease_seconds=lease_seconds, reconnect_seconds=2.0)
         self.active = threading.Event()  # set while this relay holds the lock
         self.nudges_sent = 0
@@ -68,22 +79,40 @@ class Relay:
         broker.declare_queue(queue_name)
 
     # --- the steps ------------------------------------------------------------------------
-    def nudge(self, count: int) -> None:
+    def nudge(self, count: int, queue_name: str | None = None) -> None:
+        queue = queue_name or self.queue_name
+        if queue not in self._declared:
+            self.broker.declare_queue(queue)
+            self._declared.add(queue)
         for _ in range(count):
-            self.broker.enqueue(dramatiq.Message(queue_name=self.queue_name, actor_name=ACTOR_NAME,
+            self.broker.enqueue(dramatiq.Message(queue_name=queue, actor_name=ACTOR_NAME,
                                                  args=(), kwargs={}, options={}))
         self.nudges_sent += count
 
+    def pools(self) -> list[tuple[str, list[str] | None, int]]:
+        """(queue, job types or None for all, most nudges) of every pool to nudge."""
+        reported = self.store.live_pools(POOL_STALE_SECONDS)
+        if not reported:
+            return [(self.queue_name, None, self.max_nudges)]
+        return [(p["queue_name"], p["job_types"], min(self.pool_max_nudges, int(p["threads"]))) for p in reported]
+
     def top_up(self) -> int:
-        """Send nudges until the queue holds at least one per ready job (up to the cap)."""
-        ready, self._next_ready = self.store.queue_ready(self.max_nudges)
-        if ready == 0:
-            return 0
-        missing = min(ready, self.max_nudges) - queue_size(self.broker, self.queue_name)
-        if missing > 0:
-            self.nudge(missing)
-            return missing
-        return 0
+        """Send nudges until each pool's queue holds at least one per ready job of its types (up to
+        its cap)."""
+        sent = 0
+        next_ready: datetime | None = None
+        for queue, job_types, cap in self.pools():
+            ready, upcoming = self.store.queue_ready(cap, job_types)
+            if upcoming is not None and (next_ready is None or upcoming < next_ready):
+                next_ready = upcoming
+            if ready == 0:
+                continue
+            missing = min(ready, cap) - queue_size(self.broker, queue)
+            if missing > 0:
+                self.nudge(missing, queue)
+                sent += missing
+        self._next_ready = next_ready
+        return sent
 
     def sweep(self) -> dict[str, int]:
         reclaimed = self._housekeeping("reclaim expired leases", lambda: self.store.reclaim_expired(RECLAIM_BATCH), [])

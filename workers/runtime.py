@@ -24,6 +24,7 @@ from contentforge.storage import Storage, StorageKeyMissing, open_storage
 from workers.claim import JobStore
 from workers.job_options import media_limits, speech_defaults
 from workers.lease import Leases
+from workers.pools import process_gate
 from workers.scratch import Scratch
 from workers.supabase_source import SupabaseSource
 
@@ -39,7 +40,8 @@ class Runtime:
         # "auto" left unresolved (a worker started on its own) is the safe "off".
         prepared = settings.worker_prepared_statements == "on"
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
-                              prepare_threshold=PREPARED_AFTER_RUNS if prepared else None)
+                              prepare_threshold=PREPARED_AFTER_RUNS if prepared else None,
+                              gate=process_gate(settings))  # the pool's job types, per-type limits
         self.limits = media_limits(settings)
         self.speech = speech_defaults(settings)
         self.leases = Leases(self.store, settings.lease_seconds)

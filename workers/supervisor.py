@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from contentforge.db import connect
 from contentforge.errors import BrokerUnavailable, DatabaseUnavailable
@@ -46,15 +47,16 @@ class Child:
     restarts: int = 0
 
 
-def _start_metrics(port: int, multiproc_dir: str, database_url: str) -> None:
+def _start_metrics(port: int, multiproc_dir: str, database_url: str, pools: dict[str, Any]) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from workers.multiproc import LockedMultiProcessCollector
+    from workers.pools import POOL_STALE_SECONDS
     from workers.queue_metrics import QueueCollector
 
     registry = CollectorRegistry()
     LockedMultiProcessCollector(registry, path=multiproc_dir)
-    registry.register(QueueCollector(database_url))
+    registry.register(QueueCollector(database_url, pools=pools, stale_seconds=POOL_STALE_SECONDS))
     try:
         start_http_server(port, registry=registry)
         log.info("metrics endpoint up", port=port)
@@ -64,7 +66,10 @@ def _start_metrics(port: int, multiproc_dir: str, database_url: str) -> None:
 
 def run(settings: Settings) -> int:
     from contentforge.pooler import probe, require_session
+    from workers.pools import resolve_pool, type_limits
 
+    resolve_pool(settings)  # a bad --pool, --job-types or pool setting exits 2 before anything starts
+    type_limits(settings.worker_type_concurrency)
     stop = stop_on_signals()  # before the embedded services start
     with database(settings) as db_url, broker_url(settings) as redis_url:
         if stop.is_set():
@@ -116,20 +121,33 @@ def _services_reachable(db_urls: list[str], redis_url: str, stop: threading.Even
 def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.Event,
                relay_url: str | None = None) -> int:
     from workers.broker import make_broker
+    from workers.pools import PoolRegistration, named_pools, resolve_pool
     from workers.relay import Relay
 
+    pool = resolve_pool(settings)
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": db_url, "REDIS_URL": redis_url,
         "CONTENTFORGE_QUEUE_NAME": settings.queue_name,
         "CONTENTFORGE_WORKER_THREADS": str(settings.worker_threads),
         "CONTENTFORGE_WORKER_PREPARED_STATEMENTS": settings.worker_prepared_statements,
+        "CONTENTFORGE_WORKER_POOLS": settings.worker_pools,
+        "CONTENTFORGE_WORKER_TYPE_CONCURRENCY": settings.worker_type_concurrency,
     })
+    # The worker processes serve the pool resolved here (the command line wins over the environment).
+    env.pop("CONTENTFORGE_WORKER_JOB_TYPES", None)
+    env.pop("CONTENTFORGE_WORKER_POOL", None)
+    if pool.job_types is not None:
+        env["CONTENTFORGE_WORKER_JOB_TYPES"] = ",".join(pool.job_types)
+    registration = PoolRegistration(db_url, pool, pool.queue(settings.queue_name),
+                                    settings.worker_processes * settings.worker_threads)
+    registration.start(stop)
     metrics_dir = None
     if settings.metrics_port:
         metrics_dir = tempfile.mkdtemp(prefix="cf-metrics-")
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        _start_metrics(settings.metrics_port, metrics_dir, db_url)
+        _start_metrics(settings.metrics_port, metrics_dir, db_url,
+                       {**named_pools(settings.worker_pools), pool.name: pool.job_types})
 
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "workers.process"], env=env)
@@ -141,7 +159,8 @@ def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.
                   # Enough to wake every thread of this supervisor at once; actors that find work pass
                   # the nudge on, so threads of other supervisors join too. More would mostly be
                   # nudges that find nothing (each a claim query and two Redis round trips).
-                  max_nudges=min(settings.relay_max_nudges, settings.worker_processes * settings.worker_threads))
+                  max_nudges=min(settings.relay_max_nudges, settings.worker_processes * settings.worker_threads),
+                  pool_max_nudges=settings.relay_max_nudges)
     def start_relay() -> threading.Thread:
         thread = threading.Thread(target=relay.run, args=(stop,), name="cf-relay", daemon=True)
         thread.start()
@@ -149,7 +168,8 @@ def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.
 
     relay_thread = start_relay()
     log.info("worker started", processes=settings.worker_processes, threads=settings.worker_threads,
-             queue=settings.queue_name)
+             queue=pool.queue(settings.queue_name), pool=pool.name,
+             job_types=list(pool.job_types) if pool.job_types is not None else "all")
 
     while not stop.wait(0.25):
         if not relay_thread.is_alive() and not stop.is_set():
@@ -186,6 +206,7 @@ def _supervise(settings: Settings, db_url: str, redis_url: str, stop: threading.
             child.proc.kill()
             child.proc.wait()
     relay_thread.join(5)
+    registration.remove()
     if metrics_dir:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     log.info("worker stopped")

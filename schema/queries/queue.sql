@@ -41,7 +41,7 @@ LIMIT %(limit)s;
 -- name: claim
 SELECT j.id, j.tenant_id, j.asset_id, j.job_type, j.priority, j.input_params, j.attempts,
        j.max_attempts, j.created_at, j.started_at
-FROM app_private.claim_job(%(worker_id)s, %(lease_seconds)s) j;
+FROM app_private.claim_job(%(worker_id)s, %(lease_seconds)s, %(job_types)s::text[]) j;
 
 -- name: complete_and_claim
 -- The hot path of a busy worker, one round trip and one commit per job: record success
@@ -53,7 +53,7 @@ WITH done AS MATERIALIZED (
 ), claimed AS MATERIALIZED (
   SELECT d.ours,
          CASE WHEN %(claim_next)s AND d.ours IS NOT NULL THEN
-           (SELECT c FROM app_private.claim_job(%(worker_id)s, %(lease_seconds)s) c LIMIT 1)
+           (SELECT c FROM app_private.claim_job(%(worker_id)s, %(lease_seconds)s, %(job_types)s::text[]) c LIMIT 1)
          END AS job
   FROM done d
 )
@@ -81,7 +81,8 @@ SELECT r.job_id, r.new_status FROM app_private.reclaim_expired_jobs(%(limit)s) r
 SELECT app_private.purge_finished_jobs(make_interval(days => %(retention_days)s), %(batch)s) AS purged;
 
 -- name: queue_ready
-SELECT q.ready, q.next_run_after FROM app_private.queue_ready(%(limit)s) q;
+-- Ready jobs of a pool's types (NULL: all), not paused, counted up to %(limit)s (migration 0019).
+SELECT q.ready, q.next_run_after FROM app_private.queue_ready(%(limit)s, %(job_types)s::text[]) q;
 
 -- name: asset_for_job
 SELECT a.id, a.tenant_id, a.file_type::text AS file_type, a.storage_bucket, a.storage_path,
@@ -136,3 +137,74 @@ LISTEN contentforge_jobs;
 -- name: set_test_job_types
 -- The operator's switch for test-only job types (noop): enqueue_asset_job refuses them while off.
 UPDATE app_private.job_types t SET enabled = %(enabled)s WHERE t.test_only RETURNING t.job_type;
+
+-- --- pools, caps, pauses (migration 0019) -----------------------------------------------------
+
+-- name: register_worker_pool
+SELECT app_private.register_worker_pool(%(supervisor_id)s, %(pool)s, %(queue_name)s, %(job_types)s::text[],
+                                        %(threads)s);
+
+-- name: unregister_worker_pool
+DELETE FROM app_private.worker_pools w WHERE w.supervisor_id = %(supervisor_id)s;
+
+-- name: live_worker_pools
+SELECT p.pool, p.queue_name, p.job_types, p.threads, p.supervisors
+FROM app_private.live_worker_pools(%(stale_seconds)s) p;
+
+-- name: reported_worker_pools
+-- The pools running supervisors reported (read only: the relay's live_worker_pools also deletes).
+SELECT DISTINCT ON (w.pool) w.pool, w.job_types FROM app_private.worker_pools w
+WHERE w.last_seen >= now() - make_interval(secs => %(stale_seconds)s) ORDER BY w.pool, w.last_seen DESC;
+
+-- name: pool_backlog
+SELECT b.ready, b.oldest_ready_seconds FROM app_private.pool_backlog(%(job_types)s::text[]) b;
+
+-- name: job_type_stats
+-- Per job type: ready (pending, due, not paused), paused pending, running, the oldest ready job's
+-- age, whether the type is paused fleet-wide, and the live pools that serve it (a NULL job_types
+-- pool serves every type).
+SELECT t.job_type,
+       (SELECT count(*) FROM public.asset_processing_jobs j
+        WHERE j.status = 'pending' AND j.job_type = t.job_type AND j.run_after <= now()
+          AND NOT EXISTS (SELECT 1 FROM app_private.job_pauses p
+                          WHERE (p.job_type IS NULL OR p.job_type = j.job_type)
+                            AND (p.tenant_id IS NULL OR p.tenant_id = j.tenant_id))) AS ready,
+       (SELECT count(*) FROM public.asset_processing_jobs j
+        WHERE j.status = 'pending' AND j.job_type = t.job_type AND j.run_after <= now()
+          AND EXISTS (SELECT 1 FROM app_private.job_pauses p
+                      WHERE (p.job_type IS NULL OR p.job_type = j.job_type)
+                        AND (p.tenant_id IS NULL OR p.tenant_id = j.tenant_id))) AS paused_ready,
+       (SELECT count(*) FROM public.asset_processing_jobs j
+        WHERE j.status = 'running' AND j.job_type = t.job_type) AS running,
+       b.oldest_ready_seconds,
+       EXISTS (SELECT 1 FROM app_private.job_pauses p WHERE p.job_type = t.job_type AND p.tenant_id IS NULL)
+         AS paused,
+       coalesce((SELECT array_agg(DISTINCT w.pool ORDER BY w.pool) FROM app_private.worker_pools w
+                 WHERE w.last_seen >= now() - make_interval(secs => %(stale_seconds)s)
+                   AND (w.job_types IS NULL OR t.job_type = ANY (w.job_types))), '{}') AS pools
+FROM app_private.job_types t
+CROSS JOIN LATERAL app_private.pool_backlog(ARRAY[t.job_type]) b
+WHERE t.enabled OR EXISTS (SELECT 1 FROM public.asset_processing_jobs j WHERE j.job_type = t.job_type)
+ORDER BY t.job_type;
+
+-- name: pause_jobs
+SELECT app_private.pause_jobs(%(job_type)s, %(tenant_id)s, %(reason)s) AS changed;
+
+-- name: resume_jobs
+SELECT app_private.resume_jobs(%(job_type)s, %(tenant_id)s) AS changed;
+
+-- name: list_pauses
+SELECT p.job_type, p.tenant_id, p.reason, p.paused_at, p.paused_by,
+       (SELECT count(*) FROM public.asset_processing_jobs j
+        WHERE j.status = 'pending' AND (p.job_type IS NULL OR j.job_type = p.job_type)
+          AND (p.tenant_id IS NULL OR j.tenant_id = p.tenant_id)) AS pending
+FROM app_private.job_pauses p ORDER BY p.paused_at, p.id;
+
+-- name: set_tenant_job_limit
+SELECT app_private.set_tenant_job_limit(%(tenant_id)s, %(max_running)s);
+
+-- name: list_tenant_job_limits
+SELECT l.tenant_id, l.max_running, l.updated_at, l.updated_by,
+       (SELECT count(*) FROM public.asset_processing_jobs j
+        WHERE j.status = 'running' AND j.tenant_id = l.tenant_id) AS running
+FROM app_private.tenant_job_limits l ORDER BY l.tenant_id;

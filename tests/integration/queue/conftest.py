@@ -176,9 +176,9 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., s
     """Start `contentforge worker` subprocesses (each in its own process group); killed after the test."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(**extra: str) -> subprocess.Popen[bytes]:
+    def spawn(*args: str, **extra: str) -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115 - closed with the process
-        p = subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=worker_env(settings, **extra),
+        p = subprocess.Popen([sys.executable, "-m", "cli", "worker", *args], env=worker_env(settings, **extra),
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         procs.append(p)

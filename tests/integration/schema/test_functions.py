@@ -80,6 +80,13 @@ CALLS = {
     "app_private.file_type_of": "SELECT app_private.file_type_of('video/mp4')",
     "app_private.ingest_storage_object": "SELECT app_private.ingest_storage_object(gen_random_uuid(), 'no-rule', 'a.png', NULL, '{}', 'v1')",
     "app_private.attach_storage_ingest": "SELECT app_private.attach_storage_ingest()",
+    # Pools, caps and pauses (0019); claim_job and queue_ready above also have pool overloads.
+    "app_private.pause_jobs": "SELECT app_private.pause_jobs('noop', %(tenant)s, 'test')",
+    "app_private.resume_jobs": "SELECT app_private.resume_jobs('noop', %(tenant)s)",
+    "app_private.set_tenant_job_limit": "SELECT app_private.set_tenant_job_limit(%(tenant)s, 2)",
+    "app_private.pool_backlog": "SELECT * FROM app_private.pool_backlog('{thumbnail,metadata}')",
+    "app_private.register_worker_pool": "SELECT app_private.register_worker_pool('s1', 'light', 'q-light', '{thumbnail}', 2)",
+    "app_private.live_worker_pools": "SELECT * FROM app_private.live_worker_pools(30)",
 }
 
 # Trigger functions attached only where another schema exists: the storage.objects trigger exists
