@@ -4806,10 +4806,24 @@ CREATE INDEX engagement_daily_day_idx ON app_private.content_engagement_daily US
 
 
 --
+-- Name: job_pauses_job_type_idx; Type: INDEX; Schema: app_private; Owner: -
+--
+
+CREATE INDEX job_pauses_job_type_idx ON app_private.job_pauses USING btree (job_type);
+
+
+--
 -- Name: job_pauses_scope_idx; Type: INDEX; Schema: app_private; Owner: -
 --
 
 CREATE UNIQUE INDEX job_pauses_scope_idx ON app_private.job_pauses USING btree (COALESCE(job_type, ''::text), COALESCE(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid));
+
+
+--
+-- Name: job_pauses_tenant_idx; Type: INDEX; Schema: app_private; Owner: -
+--
+
+CREATE INDEX job_pauses_tenant_idx ON app_private.job_pauses USING btree (tenant_id);
 
 
 --

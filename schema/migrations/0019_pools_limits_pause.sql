@@ -41,6 +41,9 @@ CREATE TABLE app_private.job_pauses (
 );
 CREATE UNIQUE INDEX job_pauses_scope_idx ON app_private.job_pauses
   (coalesce(job_type, ''), coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid));
+-- For the cascades from job_types and tenants (and the claim's per-tenant pair lookup).
+CREATE INDEX job_pauses_tenant_idx ON app_private.job_pauses (tenant_id);
+CREATE INDEX job_pauses_job_type_idx ON app_private.job_pauses (job_type);
 ALTER TABLE app_private.job_pauses ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON app_private.job_pauses FROM PUBLIC;
 
