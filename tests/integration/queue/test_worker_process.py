@@ -48,10 +48,10 @@ def test_sigterm_releases_a_job_that_outlasts_the_grace(spawn_worker, world: Wor
     proc = spawn_worker(CONTENTFORGE_SHUTDOWN_GRACE_SECONDS="1")
     job_id = enqueue(conn, world.asset, params={"sleep_seconds": 30})
     wait_status(conn, job_id, "running", timeout=15)
-    stopped_at = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
-    assert time.monotonic() - stopped_at < 8
+    # Not a timing check (that failed once on a machine at load 13): a worker that waited for the
+    # 30-second job would leave it completed, and one that kept it would leave it running.
+    assert proc.wait(timeout=25) == 0
     row = job(conn, job_id)
     assert (row["status"], row["attempts"], row["worker_id"]) == ("pending", 0, None)
 
