@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import sh  # noqa: E402
 
-from jobs import run_job  # noqa: E402
+from jobs import JobInput, run_job  # noqa: E402
 from tests import media_factories as mf  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def sources(directory: Path) -> dict[str, Path]:
 def timed(src: Path, work: Path, params: dict) -> tuple[float, object]:
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result = run_job("thumbnail", src, work, params)
+    result = run_job("thumbnail", JobInput(src, work, params))
     return time.perf_counter() - start, result
 
 

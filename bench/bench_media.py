@@ -141,10 +141,8 @@ def OpenAIWhisperBeam(model: str, beam_size: int):
 
 
 def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
-    from jobs.limits import MediaLimits
-    from jobs.result import no_progress
+    from jobs import JobInput
 
-    limits = MediaLimits()
     extra: dict[str, float] = {}
     if name.startswith("img_"):
         from jobs import images, probe
@@ -169,14 +167,13 @@ def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
                     thumb.write_to_file(str(out / f"vips_{w}.{ext}"), **opts)
         else:
             start, cpu_start = time.perf_counter(), cpu_now()
-            images.run_thumbnail(sources["photo"], out, {"widths": widths, "formats": formats},
-                                 limits, no_progress, sniffed)
+            images.run_thumbnail(JobInput(sources["photo"], out, {"widths": widths, "formats": formats}), sniffed)
     elif name in ("transcode_ours", "transcode_ours_no_loudnorm"):
         from jobs import transcode
 
         params = {"normalize_audio": False} if name.endswith("no_loudnorm") else {}
         start, cpu_start = time.perf_counter(), cpu_now()
-        transcode.run(sources["hd"], out, params, limits, no_progress)
+        transcode.run(JobInput(sources["hd"], out, params))
     elif name == "transcode_hand":
         start, cpu_start = time.perf_counter(), cpu_now()
         subprocess.run(hand_typed_transcode(sources["hd"], out), check=True)
@@ -195,9 +192,8 @@ def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
             transcripts.get_engine("openai-whisper" if openai else "faster-whisper", model)
         extra["model_load_seconds"] = time.perf_counter() - load
         start, cpu_start = time.perf_counter(), cpu_now()
-        result = transcripts.run(sources["speech"], out, {}, limits, no_progress,
-                                 defaults=transcripts.SpeechDefaults(
-                                     engine="openai-whisper" if openai else "faster-whisper", model=model))
+        result = transcripts.run(JobInput(sources["speech"], out, speech=transcripts.SpeechDefaults(
+            engine="openai-whisper" if openai else "faster-whisper", model=model)))
         text = str(result.data["text"])
         extra["words"] = len(text.split())
         extra["wer"] = word_error_rate(sources["speech_text"].read_text(encoding="utf-8"), text)

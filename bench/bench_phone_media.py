@@ -70,11 +70,8 @@ def rss_now_mb() -> float:
 
 
 def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
-    from jobs import colour, images, probe, transcode  # imported before measuring
-    from jobs.limits import MediaLimits
-    from jobs.result import no_progress
+    from jobs import JobInput, colour, images, probe, transcode  # imported before measuring
 
-    limits = MediaLimits()
     rss_start = rss_now_mb()
     if name in ("heic_ladder", "jpeg_ladder"):
         from jobs import images, probe
@@ -82,14 +79,14 @@ def case(name: str, sources: dict[str, Path], out: Path) -> dict[str, float]:
         src = sources[name.split("_")[0]]
         sniffed = probe.sniff(src)
         start, cpu_start = time.perf_counter(), cpu_now()
-        images.run_thumbnail(src, out, {}, limits, no_progress, sniffed)
+        images.run_thumbnail(JobInput(src, out), sniffed)
     elif name in ("hlg_tonemapped", "hlg_not_tonemapped"):
         from jobs import colour, transcode
 
         if name == "hlg_not_tonemapped":
             colour.to_sdr = lambda stream, source, size=None: stream
         start, cpu_start = time.perf_counter(), cpu_now()
-        transcode.run(sources["hlg"], out, {}, limits, no_progress)
+        transcode.run(JobInput(sources["hlg"], out))
     else:
         raise SystemExit(f"unknown case {name}")
     seconds = time.perf_counter() - start

@@ -163,11 +163,11 @@ def child_rtf(config: str, wav: Path, raw: Path) -> dict[str, float]:
 
 
 def child_long(source: Path, work: Path) -> dict[str, float]:
-    from jobs import run_job
+    from jobs import JobInput, run_job
 
     work.mkdir(exist_ok=True)
     start = time.perf_counter()
-    result = run_job("transcript", source, work, {})
+    result = run_job("transcript", JobInput(source, work))
     return {"seconds": time.perf_counter() - start, "segments": result.data["segments"],
             "duration": result.data["duration"],
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

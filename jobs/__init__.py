@@ -17,6 +17,7 @@ from typing import Any
 
 _EXPORTS = {
     "JobError": "jobs.errors",
+    "JobInput": "jobs.job_input",
     "JobInterrupted": "jobs.errors",
     "PermanentJobError": "jobs.errors",
     "TransientJobError": "jobs.errors",

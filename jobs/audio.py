@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from jobs import ffmpeg, probe
 from jobs.errors import PermanentJobError
+from jobs.job_input import JobInput
 from jobs.limits import MediaLimits
 from jobs.result import JobResult, OutputFile, Progress
 
@@ -97,14 +98,8 @@ def _draw(peaks: list[int], path: Path) -> None:
     im.save(path, format="PNG", optimize=True)
 
 
-def run_thumbnail(
-    source: Path,
-    workdir: Path,
-    params: dict[str, Any],
-    limits: MediaLimits,
-    progress: Progress,
-    info: probe.MediaInfo,
-) -> JobResult:
+def run_thumbnail(inp: JobInput, info: probe.MediaInfo) -> JobResult:
+    source, workdir, limits, progress = inp.source, inp.workdir, inp.limits, inp.progress
     outputs = waveform(source, info, workdir, limits, progress)
     progress(1.0)
     return JobResult(
@@ -165,16 +160,10 @@ def parse_target(params: dict[str, Any]) -> float:
     return float(target)
 
 
-def run_transcode(
-    source: Path,
-    workdir: Path,
-    params: dict[str, Any],
-    limits: MediaLimits,
-    progress: Progress,
-    info: probe.MediaInfo,
-) -> JobResult:
+def run_transcode(inp: JobInput, info: probe.MediaInfo) -> JobResult:
     """``audio.m4a`` (AAC) and ``audio.opus`` (Opus), both normalised to the loudness target; a
     silent recording (nothing above loudnorm's gate) is encoded as it is."""
+    source, workdir, params, limits, progress = inp.source, inp.workdir, inp.params, inp.limits, inp.progress
     target = parse_target(params)
     timer = ffmpeg.Timer(limits.max_process_seconds)
     demuxer = info.sniffed.decoder or ""

@@ -19,6 +19,7 @@ from PIL import Image, ImageCms, ImageOps, ImageStat
 
 from jobs import animation, colour, probe
 from jobs.errors import PermanentJobError
+from jobs.job_input import JobInput
 from jobs.limits import MediaLimits
 from jobs.result import JobResult, OutputFile, Progress
 
@@ -225,17 +226,11 @@ def write_ladder(
     return outputs
 
 
-def run_thumbnail(
-    source: Path,
-    workdir: Path,
-    params: dict[str, Any],
-    limits: MediaLimits,
-    progress: Progress,
-    sniffed: probe.Sniffed,
-) -> JobResult:
+def run_thumbnail(inp: JobInput, sniffed: probe.Sniffed) -> JobResult:
     """Variants of an image original (see the module docstring). An animated image's variants
     show its first frame that is not blank, and it also gets ``animation.mp4`` and
     ``animation.webm`` (``jobs.animation``) unless ``params["animation"]`` is false."""
+    source, workdir, params, limits, progress = inp.source, inp.workdir, inp.params, inp.limits, inp.progress
     widths = parse_widths(params)
     formats = parse_formats(params)
     want_video = params.get("animation", True)

@@ -16,6 +16,7 @@ from typing import Any
 from PIL import ExifTags, Image
 
 from jobs import probe
+from jobs.job_input import JobInput
 from jobs.limits import MediaLimits
 from jobs.result import AssetFields, JobResult, Progress
 
@@ -116,9 +117,8 @@ def media_fields(info: probe.MediaInfo) -> dict[str, Any]:
     return fields
 
 
-def run(
-    source: Path, workdir: Path, params: dict[str, Any], limits: MediaLimits, progress: Progress
-) -> JobResult:
+def run(inp: JobInput) -> JobResult:
+    source, limits, progress = inp.source, inp.limits, inp.progress
     size = probe.check_source(source, limits)
     sniffed = probe.sniff(source)
     data: dict[str, Any] = {"size_bytes": size, "sha256": sha256_of(source, progress, 0.8)}

@@ -2,21 +2,20 @@
 
 Parameters (all optional): ``sleep_seconds`` (float, at most 60), ``fail`` (``"permanent"`` or
 ``"transient"``), ``crash`` (bool: the process exits at once, like an OOM kill; honoured only when
-the worker runs with test jobs allowed, see ``CONTENTFORGE_ALLOW_TEST_JOBS``), ``tag`` (text that
-makes otherwise identical jobs distinct). A test-only job type: ``enqueue_asset_job`` refuses it
-until an operator turns test-only types on in the database (``jobs.params`` has the schema).
+the worker runs with test jobs allowed, ``JobInput.allow_test_jobs`` from
+``CONTENTFORGE_ALLOW_TEST_JOBS``), ``tag`` (text that makes otherwise identical jobs distinct). A
+test-only job type: ``enqueue_asset_job`` refuses it until an operator turns test-only types on in
+the database (``jobs.params`` has the schema).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
-from typing import Any
 
 from jobs.errors import PermanentJobError, TransientJobError
-from jobs.limits import MediaLimits
-from jobs.result import JobResult, Progress
+from jobs.job_input import JobInput
+from jobs.result import JobResult
 
 #: Upper bound of ``sleep_seconds``: a no-op job must not hold a worker thread for long.
 MAX_NOOP_SLEEP_SECONDS = 60.0
@@ -24,22 +23,15 @@ MAX_NOOP_SLEEP_SECONDS = 60.0
 SLEEP_SLICE_SECONDS = 0.1
 
 
-def run(
-    source: Path | None,
-    workdir: Path,
-    params: dict[str, Any],
-    limits: MediaLimits,
-    progress: Progress,
-    *,
-    allow_crash: bool = False,
-) -> JobResult:
+def run(inp: JobInput) -> JobResult:
+    params, progress = inp.params, inp.progress
     sleep = float(params.get("sleep_seconds", 0))
     if not 0 <= sleep <= MAX_NOOP_SLEEP_SECONDS:
         raise PermanentJobError(
             f"sleep_seconds must be between 0 and {MAX_NOOP_SLEEP_SECONDS:g}, got {sleep:g}"
         )
     if params.get("crash"):
-        if not allow_crash:
+        if not inp.allow_test_jobs:
             raise PermanentJobError("crash was requested but test jobs are not allowed here")
         os._exit(137)
     # Sleep in short slices, reporting progress after each: the progress callback raises when the

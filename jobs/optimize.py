@@ -15,8 +15,8 @@ from typing import Any
 from PIL import Image, ImageChops, ImageStat
 
 from jobs import images, probe
-from jobs.limits import MediaLimits
-from jobs.result import JobResult, OutputFile, Progress
+from jobs.job_input import JobInput
+from jobs.result import JobResult, OutputFile
 
 FILE_TYPES = frozenset({"image"})
 #: Smallest saving worth a second copy: 10 % of the original's size.
@@ -50,9 +50,8 @@ def _encode(im: Image.Image, path: Path, fmt: str) -> None:
         im.save(path, format="PNG", optimize=True)
 
 
-def run(
-    source: Path, workdir: Path, params: dict[str, Any], limits: MediaLimits, progress: Progress
-) -> JobResult:
+def run(inp: JobInput) -> JobResult:
+    source, workdir, limits, progress = inp.source, inp.workdir, inp.limits, inp.progress
     original_bytes = probe.check_source(source, limits)
     sniffed = probe.sniff(source)
     probe.require_kind(sniffed, FILE_TYPES, "optimize")

@@ -7,15 +7,13 @@ The database keeps the same table (``app.job_types``, seeded by the migrations) 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, replace
 
 from jobs import metadata, noop, optimize, thumbnail, transcode, transcripts
 from jobs.errors import UnknownJobType
-from jobs.limits import MediaLimits
+from jobs.job_input import JobInput
 from jobs.params import check_params
-from jobs.result import JobResult, Progress, no_progress
+from jobs.result import JobResult
 
 ALL_FILE_TYPES = frozenset({"image", "video", "audio", "document", "archive", "other"})
 
@@ -24,30 +22,15 @@ ALL_FILE_TYPES = frozenset({"image", "video", "audio", "document", "archive", "o
 class JobSpec:
     name: str
     file_types: frozenset[str]
-    func: Callable[..., JobResult]
+    func: Callable[[JobInput], JobResult]
     #: False for job types that never read the original (the worker then skips the download).
     needs_source: bool = True
 
-    def run(
-        self,
-        source: Path | None,
-        workdir: Path,
-        params: dict[str, Any] | None = None,
-        limits: MediaLimits | None = None,
-        progress: Progress = no_progress,
-        *,
-        allow_test_jobs: bool = False,
-        speech: transcripts.SpeechDefaults | None = None,
-    ) -> JobResult:
-        """Check ``params`` against the job type's schema, then run the job function."""
-        params = dict(params or {})
-        check_params(self.name, params)
-        kwargs: dict[str, Any] = {}
-        if self.name == "noop":
-            kwargs["allow_crash"] = allow_test_jobs
-        elif self.name == "transcript" and speech is not None:
-            kwargs["defaults"] = speech
-        return self.func(source, workdir, dict(params), limits or MediaLimits(), progress, **kwargs)
+    def run(self, inp: JobInput) -> JobResult:
+        """Check the input's parameters against the job type's schema, then run the job function
+        (on a copy of the parameters: the function may keep them)."""
+        check_params(self.name, inp.params)
+        return self.func(replace(inp, params=dict(inp.params)))
 
 
 JOB_TYPES: dict[str, JobSpec] = {}
@@ -79,20 +62,7 @@ def job_spec(job_type: str) -> JobSpec:
     return spec
 
 
-def run_job(
-    job_type: str,
-    source: Path | None,
-    workdir: Path,
-    params: dict[str, Any] | None = None,
-    limits: MediaLimits | None = None,
-    progress: Progress = no_progress,
-    *,
-    allow_test_jobs: bool = False,
-    speech: transcripts.SpeechDefaults | None = None,
-) -> JobResult:
-    """Run one job function: ``source`` and ``params`` in, a ``JobResult`` with files in ``workdir`` out.
-
-    ``speech`` is the operator's choice of speech engine and model for transcripts (from settings).
-    """
-    return job_spec(job_type).run(source, workdir, params, limits, progress,
-                                  allow_test_jobs=allow_test_jobs, speech=speech)
+def run_job(job_type: str, inp: JobInput) -> JobResult:
+    """Run one job function: ``inp`` (the source, its parameters, limits) in, a ``JobResult`` with
+    files in ``inp.workdir`` out."""
+    return job_spec(job_type).run(inp)

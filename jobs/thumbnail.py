@@ -5,25 +5,20 @@ Which one depends on what the file's content is (``jobs.probe``), never on its n
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from jobs import audio, images, probe, video
-from jobs.limits import MediaLimits
-from jobs.result import JobResult, Progress
+from jobs.job_input import JobInput
+from jobs.result import JobResult
 
 FILE_TYPES = frozenset({"image", "video", "audio"})
 
 
-def run(
-    source: Path, workdir: Path, params: dict[str, Any], limits: MediaLimits, progress: Progress
-) -> JobResult:
-    probe.check_source(source, limits)
-    sniffed = probe.sniff(source)
+def run(inp: JobInput) -> JobResult:
+    probe.check_source(inp.source, inp.limits)
+    sniffed = probe.sniff(inp.source)
     probe.require_kind(sniffed, FILE_TYPES, "a thumbnail")
     if sniffed.kind == "image":
-        return images.run_thumbnail(source, workdir, params, limits, progress, sniffed)
-    info = probe.probe_media(source, limits, sniffed)
+        return images.run_thumbnail(inp, sniffed)
+    info = probe.probe_media(inp.source, inp.limits, sniffed)
     if info.kind == "video":
-        return video.run_thumbnail(source, workdir, params, limits, progress, info)
-    return audio.run_thumbnail(source, workdir, params, limits, progress, info)
+        return video.run_thumbnail(inp, info)
+    return audio.run_thumbnail(inp, info)

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from jobs import audio, probe, video
-from jobs.limits import MediaLimits
-from jobs.result import JobResult, Progress
+from jobs.job_input import JobInput
+from jobs.result import JobResult
 
 FILE_TYPES = frozenset({"video", "audio"})
 
 
-def run(
-    source: Path, workdir: Path, params: dict[str, Any], limits: MediaLimits, progress: Progress
-) -> JobResult:
-    probe.check_source(source, limits)
-    sniffed = probe.sniff(source)
+def run(inp: JobInput) -> JobResult:
+    probe.check_source(inp.source, inp.limits)
+    sniffed = probe.sniff(inp.source)
     probe.require_kind(sniffed, FILE_TYPES, "a transcode")
-    info = probe.probe_media(source, limits, sniffed)
+    info = probe.probe_media(inp.source, inp.limits, sniffed)
     if info.kind == "video":
-        return video.run_transcode(source, workdir, params, limits, progress, info)
-    return audio.run_transcode(source, workdir, params, limits, progress, info)
+        return video.run_transcode(inp, info)
+    return audio.run_transcode(inp, info)

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from jobs import ffmpeg, probe
 from jobs.errors import PermanentJobError, TransientJobError
-from jobs.limits import MediaLimits
+from jobs.job_input import JobInput
 from jobs.result import AssetFields, JobResult, OutputFile, Progress
 
 FILE_TYPES = frozenset({"video", "audio"})
@@ -408,13 +408,11 @@ def _options(params: dict[str, Any], defaults: SpeechDefaults) -> DecodeOptions:
                          batch_size=defaults.batch_size)
 
 
-def run(
-    source: Path, workdir: Path, params: dict[str, Any], limits: MediaLimits, progress: Progress,
-    defaults: SpeechDefaults | None = None,
-) -> JobResult:
+def run(inp: JobInput) -> JobResult:
     """Transcribe the first audio stream. ``params``: ``language``, ``word_timestamps``; the engine
-    and model are the operator's (``defaults``), never the enqueuer's."""
-    defaults = defaults or SpeechDefaults()
+    and model are the operator's (``inp.speech``), never the enqueuer's."""
+    source, workdir, params, limits, progress = inp.source, inp.workdir, inp.params, inp.limits, inp.progress
+    defaults = inp.speech or SpeechDefaults()
     probe.check_source(source, limits)
     sniffed = probe.sniff(source)
     probe.require_kind(sniffed, FILE_TYPES, "a transcript")

@@ -15,8 +15,9 @@ from PIL import Image, ImageStat
 
 from jobs import audio, colour, ffmpeg, hls, images, probe
 from jobs.errors import PermanentJobError
+from jobs.job_input import JobInput
 from jobs.limits import MediaLimits
-from jobs.result import JobResult, OutputFile, Progress
+from jobs.result import JobResult, OutputFile
 
 #: Where poster candidates are taken, as fractions of the duration, in order of preference.
 POSTER_CANDIDATES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -142,15 +143,9 @@ def _vtt_time(seconds: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
-def run_thumbnail(
-    source: Path,
-    workdir: Path,
-    params: dict[str, Any],
-    limits: MediaLimits,
-    progress: Progress,
-    info: probe.MediaInfo,
-) -> JobResult:
+def run_thumbnail(inp: JobInput, info: probe.MediaInfo) -> JobResult:
     """Poster frame (away from black frames) in the image ladder, plus a storyboard."""
+    source, workdir, params, limits, progress = inp.source, inp.workdir, inp.params, inp.limits, inp.progress
     widths = images.parse_widths(params)
     formats = images.parse_formats(params)
     timer = ffmpeg.Timer(limits.max_process_seconds)
@@ -346,15 +341,9 @@ def _stream_size(path: Path, timeout: float) -> tuple[int, int]:
     return int(video["width"]), int(video["height"])
 
 
-def run_transcode(
-    source: Path,
-    workdir: Path,
-    params: dict[str, Any],
-    limits: MediaLimits,
-    progress: Progress,
-    info: probe.MediaInfo,
-) -> JobResult:
+def run_transcode(inp: JobInput, info: probe.MediaInfo) -> JobResult:
     """H.264/AAC MP4 renditions (``+faststart``), and HLS when ``params["hls"]`` is true."""
+    source, workdir, params, limits, progress = inp.source, inp.workdir, inp.params, inp.limits, inp.progress
     heights = rendition_heights(info, parse_renditions(params))
     preset = params.get("preset", "veryfast")
     if preset not in ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"):

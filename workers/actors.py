@@ -20,7 +20,7 @@ import dramatiq
 
 from contentforge.errors import DatabaseUnavailable, PermanentError, TransientError
 from contentforge.logging import get_logger
-from jobs import PermanentJobError, job_spec
+from jobs import JobInput, PermanentJobError, job_spec
 from workers.broker import ACTOR_NAME
 from workers.claim import AssetUpdate, ClaimedJob
 from workers.failure import record_failure
@@ -121,9 +121,10 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
         source = tmp / f"source{PurePosixPath(asset['original_filename'] or '').suffix[:16]}"
         with record.timed("download"):
             rt.download_original(asset, source)
+    inp = JobInput(source, tmp / "work", dict(job.params), rt.limits, active.report, speech=rt.speech,
+                   allow_test_jobs=rt.settings.allow_test_jobs)
     with record.timed("run"):
-        result = spec.run(source, tmp / "work", dict(job.params), rt.limits, active.report,
-                          allow_test_jobs=rt.settings.allow_test_jobs, speech=rt.speech)
+        result = spec.run(inp)
     active.check()
     variants: dict[str, Any] = {}
     with record.timed("upload"):

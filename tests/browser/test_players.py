@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobs import run_job
+from jobs import JobInput, run_job
 from tests import media_factories as mf
 from tests.browser import range_server
 
@@ -99,7 +99,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         (root / name).mkdir()
         outputs[name] = []
         for job_type, params in runs:
-            outputs[name] += run_job(job_type, sources[name], root / name, params).outputs
+            outputs[name] += run_job(job_type, JobInput(sources[name], root / name, params)).outputs
     # The same HLS before the transcript job has finished: no transcript.vtt next to it.
     shutil.copytree(root / "talk" / "hls", root / "untranscribed" / "hls")
     broken = root / "broken"

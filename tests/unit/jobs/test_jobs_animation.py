@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from jobs import run_job
+from jobs import JobInput, run_job
 from jobs.errors import PermanentJobError
 from jobs.limits import MediaLimits
 from tests import media_factories as mf
@@ -36,7 +36,7 @@ def gif_result(tmp_path_factory: pytest.TempPathFactory):
     src = mf.screen_gif(d)
     work = d / "work"
     work.mkdir()
-    return src, run_job("thumbnail", src, work, {})
+    return src, run_job("thumbnail", JobInput(src, work))
 
 
 def test_gif_gets_a_muted_faststart_h264_mp4(gif_result) -> None:
@@ -96,7 +96,7 @@ def test_animated_webp_and_apng_play_too(tmp_path: Path, workdir: Path) -> None:
     for src, seconds in ((webp, 12 * 0.08), (apng, 6 * 0.05)):
         out = workdir / src.suffix[1:]
         out.mkdir()
-        result = run_job("thumbnail", src, out, {"formats": ["webp"]})
+        result = run_job("thumbnail", JobInput(src, out, {"formats": ["webp"]}))
         names = {o.name: o for o in result.outputs}
         for name in ("animation.mp4", "animation.webm"):
             info = ffprobe(names[name].path)
@@ -105,7 +105,7 @@ def test_animated_webp_and_apng_play_too(tmp_path: Path, workdir: Path) -> None:
 
 def test_still_image_gets_no_video(tmp_path: Path, workdir: Path) -> None:
     """A still image gets image variants only."""
-    result = run_job("thumbnail", mf.image(tmp_path, size=(300, 200)), workdir, {})
+    result = run_job("thumbnail", JobInput(mf.image(tmp_path, size=(300, 200)), workdir))
     assert not any(o.name.startswith("animation.") for o in result.outputs)
     assert "animation" not in result.data
 
@@ -114,7 +114,7 @@ def test_animation_longer_than_the_duration_limit_is_refused(tmp_path: Path, wor
     """An animation playing longer than max_duration_seconds fails with a readable error."""
     src = mf.screen_gif(tmp_path, frames=4, frame_ms=2000, blank_frames=0)
     with pytest.raises(PermanentJobError, match="animation lasts 8 s, above the 5 s limit"):
-        run_job("thumbnail", src, workdir, {}, MediaLimits(max_duration_seconds=5))
+        run_job("thumbnail", JobInput(src, workdir, limits=MediaLimits(max_duration_seconds=5)))
 
 
 def test_gif_made_by_ffmpeg_keeps_its_duration(tmp_path: Path, workdir: Path) -> None:
@@ -124,7 +124,7 @@ def test_gif_made_by_ffmpeg_keeps_its_duration(tmp_path: Path, workdir: Path) ->
     subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
                     "testsrc2=size=160x90:rate=15:duration=3", "-loop", "0", str(gif)], check=True)
     expected = float(ffprobe(gif)["format"]["duration"])
-    result = run_job("thumbnail", gif, workdir, {"formats": ["webp"]})
+    result = run_job("thumbnail", JobInput(gif, workdir, {"formats": ["webp"]}))
     for out in result.outputs:
         if out.name.startswith("animation."):
             assert float(ffprobe(out.path)["format"]["duration"]) == pytest.approx(expected, abs=0.02), out.name

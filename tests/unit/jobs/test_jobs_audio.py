@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jobs import run_job
+from jobs import JobInput, run_job
 
 
 def integrated_loudness(path: Path) -> float:
@@ -26,7 +26,7 @@ def integrated_loudness(path: Path) -> float:
 def normalised(tone: Path, tmp_path_factory: pytest.TempPathFactory):
     """The transcode job run once on the quiet tone."""
     work = tmp_path_factory.mktemp("audio_transcode")
-    return run_job("transcode", tone, work, {})
+    return run_job("transcode", JobInput(tone, work))
 
 
 def test_outputs_are_aac_and_opus(normalised) -> None:
@@ -50,14 +50,14 @@ def test_loudness_within_one_lu(normalised, name: str) -> None:
 
 def test_custom_loudness_target(tone: Path, workdir: Path) -> None:
     """loudness_lufs=-23 (EBU R128 broadcast) is honoured within 1 LU."""
-    result = run_job("transcode", tone, workdir, {"loudness_lufs": -23})
+    result = run_job("transcode", JobInput(tone, workdir, {"loudness_lufs": -23}))
     m4a = next(o for o in result.outputs if o.name == "audio.m4a")
     assert abs(integrated_loudness(m4a.path) - (-23.0)) <= 1.0
 
 
 def test_waveform(tone: Path, workdir: Path) -> None:
     """An audio thumbnail is a peaks JSON (louder in the middle third) and a PNG."""
-    result = run_job("thumbnail", tone, workdir, {})
+    result = run_job("thumbnail", JobInput(tone, workdir))
     by_name = {o.name: o for o in result.outputs}
     assert set(by_name) == {"waveform.json", "waveform.png"}
     doc = json.loads(by_name["waveform.json"].path.read_text())
@@ -78,7 +78,7 @@ def test_silent_recording_is_transcoded_as_it_is(tmp_path: Path) -> None:
     src = mf.silent_audio(tmp_path, "quiet.m4a", seconds=5)
     work = tmp_path / "work"
     work.mkdir()
-    result = run_job("transcode", src, work, {})
+    result = run_job("transcode", JobInput(src, work))
     assert result.data["audio_normalised"] is False and result.data["input_loudness_lufs"] is None
     for out in result.outputs:
         probed = json.loads(subprocess.run(

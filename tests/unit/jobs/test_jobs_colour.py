@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs import run_job
+from jobs import JobInput, run_job
 from jobs.errors import PermanentJobError
 from tests import media_factories as mf
 
@@ -120,12 +120,12 @@ PQ_PATCHES = ((64, 64, 64), (102, 102, 102), (128, 128, 128), (166, 166, 166),
 def hlg_transcode(hlg: Path, tmp_path_factory: pytest.TempPathFactory):
     """The transcode job on the HLG clip, with the optional 10-bit HDR rendition."""
     work = tmp_path_factory.mktemp("hlg_transcode")
-    return run_job("transcode", hlg, work, {"renditions": [360], "hdr": "keep"})
+    return run_job("transcode", JobInput(hlg, work, {"renditions": [360], "hdr": "keep"}))
 
 
 def test_hlg_detected(hlg: Path, workdir: Path) -> None:
     """The metadata job records an HLG source's colour and calls it HDR."""
-    data = run_job("metadata", hlg, workdir, {}).data
+    data = run_job("metadata", JobInput(hlg, workdir)).data
     assert data["video"]["colour"]["hdr"] == "hlg"
     assert data["video"]["colour"]["primaries"] == "bt2020"
 
@@ -157,7 +157,7 @@ def test_hlg_kept_as_10_bit_hevc_on_request(hlg_transcode) -> None:
 
 def test_no_hdr_rendition_by_default(pq: Path, workdir: Path) -> None:
     """Without ``hdr: keep`` an HDR source gets SDR renditions only; PQ is tone-mapped like HLG."""
-    result = run_job("transcode", pq, workdir, {"renditions": [360]})
+    result = run_job("transcode", JobInput(pq, workdir, {"renditions": [360]}))
     assert [o.name for o in result.outputs] == ["video_360p.mp4"]
     mp4 = result.outputs[0]
     tags = _probe_colour(mp4.path)
@@ -173,14 +173,14 @@ def test_no_hdr_rendition_by_default(pq: Path, workdir: Path) -> None:
 def test_unknown_hdr_mode_refused(hlg: Path, workdir: Path) -> None:
     """An ``hdr`` parameter other than tonemap or keep fails the job readably."""
     with pytest.raises(PermanentJobError, match="hdr must be one of"):
-        run_job("transcode", hlg, workdir, {"hdr": "auto"})
+        run_job("transcode", JobInput(hlg, workdir, {"hdr": "auto"}))
 
 
 @pytest.fixture(scope="module")
 def hlg_thumbs(hlg: Path, tmp_path_factory: pytest.TempPathFactory):
     """The thumbnail job (poster ladder in WebP, storyboard) on the HLG clip."""
     work = tmp_path_factory.mktemp("hlg_thumbs")
-    return run_job("thumbnail", hlg, work, {"formats": ["webp"]})
+    return run_job("thumbnail", JobInput(hlg, work, {"formats": ["webp"]}))
 
 
 def test_hlg_poster_tonemapped(hlg_thumbs) -> None:
@@ -211,11 +211,11 @@ def test_sdr_rendition_tagged_and_poster_consistent(media: Path, tmp_path: Path,
     work_t, work_p = tmp_path / "t", tmp_path / "p"
     work_t.mkdir()
     work_p.mkdir()
-    mp4 = run_job("transcode", src, work_t, {"renditions": [360]}).outputs[0]
+    mp4 = run_job("transcode", JobInput(src, work_t, {"renditions": [360]})).outputs[0]
     tags = _probe_colour(mp4.path)
     assert (tags["color_primaries"], tags["color_transfer"], tags["color_space"],
             tags["color_range"]) == ("bt709", "bt709", "bt709", "tv")
-    thumbs = run_job("thumbnail", src, work_p, {"formats": ["webp"], "storyboard": False})
+    thumbs = run_job("thumbnail", JobInput(src, work_p, {"formats": ["webp"], "storyboard": False}))
     poster = next(o for o in thumbs.outputs if o.name == "poster_640.webp")
     frame = _decoded_frame(mp4.path)
     with Image.open(poster.path) as im:
@@ -227,7 +227,7 @@ def test_sdr_rendition_tagged_and_poster_consistent(media: Path, tmp_path: Path,
 
 def test_hlg_ladder_below_source_size(hlg: Path, workdir: Path) -> None:
     """A ladder below the source's size is tone-mapped at its top size: right sizes, same colours."""
-    result = run_job("transcode", hlg, workdir, {"renditions": [240, 180]})
+    result = run_job("transcode", JobInput(hlg, workdir, {"renditions": [240, 180]}))
     sizes = {o.name: (o.width, o.height) for o in result.outputs}
     assert sizes == {"video_240p.mp4": (426, 240), "video_180p.mp4": (320, 180)}
     for out in result.outputs:
@@ -237,7 +237,7 @@ def test_hlg_ladder_below_source_size(hlg: Path, workdir: Path) -> None:
 
 def test_pq_kept_with_hdr10_signalling(pq: Path, workdir: Path) -> None:
     """``{"hdr": "keep"}`` on a PQ source gives 10-bit HEVC tagged BT.2020 PQ next to the SDR one."""
-    result = run_job("transcode", pq, workdir, {"renditions": [360], "hdr": "keep"})
+    result = run_job("transcode", JobInput(pq, workdir, {"renditions": [360], "hdr": "keep"}))
     assert [o.name for o in result.outputs] == ["video_360p.mp4", "video_360p_hdr.mp4"]
     tags = _probe_colour(result.outputs[1].path)
     assert (tags["codec_name"], tags["pix_fmt"], tags["color_primaries"], tags["color_transfer"],
@@ -249,6 +249,6 @@ def test_pq_kept_with_hdr10_signalling(pq: Path, workdir: Path) -> None:
 def test_keep_on_sdr_source_adds_nothing(media: Path, workdir: Path) -> None:
     """``{"hdr": "keep"}`` on an SDR source adds no HDR rendition."""
     src = mf.sdr_patch_video(media, "sdr_keep.mp4", size=SIZE)
-    result = run_job("transcode", src, workdir, {"renditions": [360], "hdr": "keep"})
+    result = run_job("transcode", JobInput(src, workdir, {"renditions": [360], "hdr": "keep"}))
     assert [o.name for o in result.outputs] == ["video_360p.mp4"]
     assert result.data["hdr_rendition"] is False and result.data["tone_mapped"] is False

@@ -15,7 +15,7 @@ import pillow_heif
 import pytest
 from PIL import Image, ImageCms
 
-from jobs import probe, run_job
+from jobs import JobInput, probe, run_job
 from jobs.errors import PermanentJobError
 from tests import media_factories as mf
 
@@ -36,7 +36,7 @@ def prophoto(tmp_path_factory: pytest.TempPathFactory):
     src = mf.heic(d, "wide.heic", orientation=6, icc=mf.PROPHOTO_ICC.read_bytes(), gps=True)
     work = d / "work"
     work.mkdir()
-    return src, run_job("thumbnail", src, work, {"formats": ["webp", "jpeg"]})
+    return src, run_job("thumbnail", JobInput(src, work, {"formats": ["webp", "jpeg"]}))
 
 
 def test_heic_sniffed_from_content(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_heic_metadata_and_gps_stripped(prophoto) -> None:
 def test_heic_primary_image_of_a_burst(tmp_path: Path, workdir: Path) -> None:
     """A multi-image HEIC gives variants of its primary image, not of the first one stored."""
     src = mf.heic(tmp_path, "burst.heic", size=(320, 240), burst=((20, 160, 40), (200, 60, 200)))
-    result = run_job("thumbnail", src, workdir, {"formats": ["jpeg"]})
+    result = run_job("thumbnail", JobInput(src, workdir, {"formats": ["jpeg"]}))
     out = next(o for o in result.outputs if o.name == "thumb_320.jpg")
     with Image.open(out.path) as im:
         assert np.abs(_mean(im, 160, 120) - (200, 60, 200)).max() <= 6
@@ -99,20 +99,20 @@ def test_heic_bomb_refused_before_decoding(tmp_path: Path, workdir: Path) -> Non
     src = mf.heic_bomb(tmp_path)
     assert src.stat().st_size < 4096
     with pytest.raises(PermanentJobError, match=r"30000x30000 pixels, above the 50 MP limit"):
-        run_job("thumbnail", src, workdir, {})
+        run_job("thumbnail", JobInput(src, workdir))
 
 
 def test_truncated_heic_fails_readably(tmp_path: Path, workdir: Path) -> None:
     """A HEIC cut short fails with a permanent error naming the problem, not a crash."""
     src = mf.truncated(mf.heic(tmp_path, "whole.heic", size=(256, 256)), keep=0.5)
     with pytest.raises(PermanentJobError, match=r"HEIF image (header could not be read|could not be opened)|image data is corrupt"):
-        run_job("thumbnail", src, workdir, {})
+        run_job("thumbnail", JobInput(src, workdir))
 
 
 def test_heic_metadata_record(tmp_path: Path, workdir: Path) -> None:
     """The metadata job reads a HEIC's header: upright size, format, GPS presence only."""
     src = mf.heic(tmp_path, "meta.heic", size=(200, 100), orientation=8, gps=True)
-    data = run_job("metadata", src, workdir, {}).data
+    data = run_job("metadata", JobInput(src, workdir)).data
     assert data["mime_type"] == "image/heic" and data["kind"] == "image"
     assert (data["format"], data["display_width"], data["display_height"]) == ("HEIF", 100, 200)
     assert "48" not in str(data["exif"])
@@ -122,7 +122,7 @@ def test_bmp_gets_variants(tmp_path: Path, workdir: Path) -> None:
     """A BMP original is an image with the usual ladder, not a plain document."""
     src = mf.image(tmp_path, "scan.bmp", size=(400, 300), fmt="BMP")
     assert probe.sniff(src).mime == "image/bmp"
-    result = run_job("thumbnail", src, workdir, {"formats": ["webp"]})
+    result = run_job("thumbnail", JobInput(src, workdir, {"formats": ["webp"]}))
     assert {o.name for o in result.outputs} == {"thumb_400.webp", "thumb_320.webp", "thumb_160.webp"}
 
 
@@ -162,7 +162,7 @@ def test_heic_nclx_converted_like_zimg(tmp_path: Path, workdir: Path, nclx: tupl
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(raw), "-vf",
                     _ZIMG_REFERENCE[nclx], str(ref_path)], check=True, capture_output=True,
                    timeout=60)
-    result = run_job("thumbnail", src, workdir, {"formats": ["webp"], "widths": [480]})
+    result = run_job("thumbnail", JobInput(src, workdir, {"formats": ["webp"], "widths": [480]}))
     converted_somewhere = False
     with Image.open(ref_path) as reference, Image.open(result.outputs[0].path) as im, \
             Image.open(raw) as unconverted:
@@ -179,4 +179,4 @@ def test_oversized_heif_file_refused(tmp_path: Path, workdir: Path,
     src = mf.heic(tmp_path, "big.heic", size=(256, 256))
     monkeypatch.setattr(probe, "MAX_HEIF_FILE_BYTES", src.stat().st_size - 1)
     with pytest.raises(PermanentJobError, match=r"above the \d+ byte limit for HEIF images"):
-        run_job("thumbnail", src, workdir, {})
+        run_job("thumbnail", JobInput(src, workdir))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import run_job
+from jobs import JobInput, run_job
 from tests import media_factories as mf
 
 #: RFC 6381 / ISO 14496-15 profile_idc of the H.264 profiles ffprobe names.
@@ -57,7 +57,7 @@ def busy_hls(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = mf.complexity_change_video(d, seconds=12)
     work = d / "work"
     work.mkdir()
-    run_job("transcode", src, work, {"hls": True, "renditions": [720, 360], "preset": "ultrafast"})
+    run_job("transcode", JobInput(src, work, {"hls": True, "renditions": [720, 360], "preset": "ultrafast"}))
     return work / "hls" / "master.m3u8"
 
 
@@ -105,8 +105,8 @@ def test_portrait_phone_video_renditions_and_master(tmp_path: Path, workdir: Pat
     """A 1920x1080 recording flagged as rotated 90° yields upright 1080x1920 renditions, and the
     master playlist declares them portrait."""
     src = mf.phone_video(tmp_path)
-    result = run_job("transcode", src, workdir, {"hls": True, "renditions": [1080, 480],
-                                                 "preset": "ultrafast"})
+    result = run_job("transcode", JobInput(src, workdir, {"hls": True, "renditions": [1080, 480],
+                                                 "preset": "ultrafast"}))
     mp4 = {o.name: o for o in result.outputs if o.name.endswith(".mp4")}
     for name, (w, h) in {"video_1080p.mp4": (1080, 1920), "video_480p.mp4": (480, 854)}.items():
         stream = next(s for s in ffprobe(mp4[name].path)["streams"] if s["codec_type"] == "video")
@@ -135,7 +135,7 @@ def test_no_soundtrack_no_subtitles_master(tmp_path: Path, workdir: Path) -> Non
     """A video without a soundtrack gets no transcript job, so only master.m3u8 is written, and
     its CODECS names the video stream alone."""
     src = mf.video(tmp_path, "mute.mp4", seconds=2, audio=False)
-    run_job("transcode", src, workdir, {"hls": True, "renditions": [240], "preset": "ultrafast"})
+    run_job("transcode", JobInput(src, workdir, {"hls": True, "renditions": [240], "preset": "ultrafast"}))
     assert not (workdir / "hls" / "master_with_transcript.m3u8").exists()
     (attrs, _uri), = master_entries(workdir / "hls" / "master.m3u8")
     assert attrs["CODECS"].startswith("avc1.") and "," not in attrs["CODECS"]

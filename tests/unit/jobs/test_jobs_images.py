@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jobs import run_job
+from jobs import JobInput, run_job
 from jobs.errors import PermanentJobError
 from tests import media_factories as mf
 
@@ -21,7 +21,7 @@ def photo_result(tmp_path_factory: pytest.TempPathFactory):
     src = mf.image(d, "photo.jpg", size=(1500, 1000), orientation=6, gps=True)
     work = d / "work"
     work.mkdir()
-    return run_job("thumbnail", src, work, {})
+    return run_job("thumbnail", JobInput(src, work))
 
 
 def test_ladder_names_formats_and_sizes(photo_result) -> None:
@@ -69,7 +69,7 @@ def test_placeholders(photo_result) -> None:
 def test_never_upscaled(tmp_path: Path, workdir: Path) -> None:
     """An image narrower than every ladder step yields one set of variants at its own width."""
     src = mf.image(tmp_path, "tiny.png", size=(100, 60), fmt="PNG")
-    result = run_job("thumbnail", src, workdir, {})
+    result = run_job("thumbnail", JobInput(src, workdir))
     assert {(o.name, o.width, o.height) for o in result.outputs} == {
         ("thumb_100.webp", 100, 60), ("thumb_100.avif", 100, 60), ("thumb_100.jpg", 100, 60)}
 
@@ -77,14 +77,14 @@ def test_never_upscaled(tmp_path: Path, workdir: Path) -> None:
 def test_custom_widths_and_formats(tmp_path: Path, workdir: Path) -> None:
     """widths and formats parameters pick the ladder and the encoders."""
     src = mf.image(tmp_path, size=(800, 400))
-    result = run_job("thumbnail", src, workdir, {"widths": [200, 400], "formats": ["webp"]})
+    result = run_job("thumbnail", JobInput(src, workdir, {"widths": [200, 400], "formats": ["webp"]}))
     assert sorted(o.name for o in result.outputs) == ["thumb_200.webp", "thumb_400.webp"]
 
 
 def test_alpha_kept_in_webp_flattened_in_jpeg(tmp_path: Path, workdir: Path) -> None:
     """A transparent PNG keeps alpha in WebP and gets a white background in JPEG."""
     src = mf.image(tmp_path, "alpha.png", size=(400, 400), fmt="PNG", mode="RGBA")
-    result = run_job("thumbnail", src, workdir, {"widths": [320]})
+    result = run_job("thumbnail", JobInput(src, workdir, {"widths": [320]}))
     by_name = {o.name: o for o in result.outputs}
     with Image.open(by_name["thumb_320.webp"].path) as im:
         assert im.mode == "RGBA" and im.getpixel((300, 300))[3] == 0
@@ -96,14 +96,14 @@ def test_bad_widths_refused(tmp_path: Path, workdir: Path) -> None:
     """A width of 0 is a permanent error naming the parameter."""
     src = mf.image(tmp_path, size=(200, 200))
     with pytest.raises(PermanentJobError, match="widths item must be between 16 and 4096"):
-        run_job("thumbnail", src, workdir, {"widths": [0]})
+        run_job("thumbnail", JobInput(src, workdir, {"widths": [0]}))
 
 
 @pytest.mark.slow
 def test_24mp_jpeg_full_ladder(tmp_path: Path, workdir: Path) -> None:
     """A 6000x4000 JPEG yields the full default ladder, 1920 wide at most, via draft decoding."""
     src = mf.image(tmp_path, "big.jpg", size=(6000, 4000))
-    result = run_job("thumbnail", src, workdir, {})
+    result = run_job("thumbnail", JobInput(src, workdir))
     widths = sorted({o.width for o in result.outputs})
     assert widths == [160, 320, 640, 1280, 1920]
     assert len(result.outputs) == 15
@@ -115,8 +115,8 @@ def test_works_in_a_fresh_process(tmp_path: Path) -> None:
     import sys
 
     src = mf.image(tmp_path, "fresh.jpg", size=(400, 300))
-    code = ("import sys; from pathlib import Path; from jobs import run_job; "
-            "r = run_job('thumbnail', Path(sys.argv[1]), Path(sys.argv[2]), {}); "
+    code = ("import sys; from pathlib import Path; from jobs import JobInput, run_job; "
+            "r = run_job('thumbnail', JobInput(Path(sys.argv[1]), Path(sys.argv[2]))); "
             "print(len(r.outputs))")
     root = Path(__file__).resolve().parents[3]
     out = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path)], cwd=root,
@@ -129,7 +129,7 @@ def test_ladder_reaches_the_source_width(tmp_path: Path, workdir: Path) -> None:
     """A 1900 px photo (between the 1280 and 1920 steps) gets a 1900 px top variant, never an
     upscaled 1920 one, at the size Pillow decodes."""
     src = mf.photo(tmp_path, size=(1900, 1200))
-    result = run_job("thumbnail", src, workdir, {"formats": ["webp"]})
+    result = run_job("thumbnail", JobInput(src, workdir, {"formats": ["webp"]}))
     assert sorted(o.width for o in result.outputs) == [160, 320, 640, 1280, 1900]
     top = next(o for o in result.outputs if o.name == "thumb_1900.webp")
     with Image.open(top.path) as im:

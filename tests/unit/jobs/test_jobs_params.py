@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from jobs import PermanentJobError, run_job
+from jobs import JobInput, PermanentJobError, run_job
 from jobs.params import MAX_RENDITIONS_PER_JOB, check_params
 
 
@@ -34,6 +34,6 @@ def test_params_outside_the_schema_fail_naming_field_and_limit(job_type: str, pa
 def test_run_job_checks_params_before_the_job_function(tmp_path: Path) -> None:
     """run_job refuses bad parameters before any work, and passes operator parameters through."""
     with pytest.raises(PermanentJobError, match="crash"):
-        run_job("noop", None, tmp_path, {"crash": "yes"})
-    result = run_job("noop", None, tmp_path, {"sleep_seconds": 0, "tag": "x"})
+        run_job("noop", JobInput(None, tmp_path, {"crash": "yes"}))
+    result = run_job("noop", JobInput(None, tmp_path, {"sleep_seconds": 0, "tag": "x"}))
     assert result.data == {"slept_seconds": 0.0}

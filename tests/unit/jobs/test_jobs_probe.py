@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import probe, run_job
+from jobs import JobInput, probe, run_job
 from jobs.errors import PermanentJobError
 from jobs.limits import MediaLimits
 from tests import media_factories as mf
@@ -71,7 +71,7 @@ def test_probe_media_dimension_limit(clip: Path) -> None:
 def test_source_size_limit(clip: Path) -> None:
     """A source above max_source_bytes is refused before it is read."""
     with pytest.raises(PermanentJobError, match=r"above the 1000 byte limit"):
-        run_job("metadata", clip, clip.parent, {}, MediaLimits(max_source_bytes=1000))
+        run_job("metadata", JobInput(clip, clip.parent, limits=MediaLimits(max_source_bytes=1000)))
 
 
 def test_open_image_refuses_bomb_before_pillow_sees_it(tmp_path: Path,
@@ -125,11 +125,11 @@ def test_hostile_file_fails_cleanly(tmp_path: Path, name: str, job_type: str) ->
     work.mkdir()
     if job_type == "metadata" and kind in ("document", "other") and name != "empty file":
         # Text and playlists are valid documents to describe: never decoded, only hashed.
-        result = run_job(job_type, source, work, {})
+        result = run_job(job_type, JobInput(source, work))
         assert result.data["kind"] == kind and not list(work.iterdir())
         return
     with pytest.raises(PermanentJobError) as caught:
-        run_job(job_type, source, work, {})
+        run_job(job_type, JobInput(source, work))
     message = str(caught.value)
     assert message and "Traceback" not in message and len(message) < 400
 
@@ -141,7 +141,7 @@ def test_hostile_message_names_the_problem(tmp_path: Path, name: str) -> None:
     source = maker(tmp_path)
     job = "thumbnail" if probe.sniff(source).kind == "image" else "transcode"
     with pytest.raises(PermanentJobError, match=expected):
-        run_job(job, source, tmp_path, {})
+        run_job(job, JobInput(source, tmp_path))
 
 
 def test_playlist_never_reads_the_file_it_names(tmp_path: Path) -> None:
@@ -153,5 +153,5 @@ def test_playlist_never_reads_the_file_it_names(tmp_path: Path) -> None:
         work = tmp_path / f"work_{maker.__name__}"
         work.mkdir()
         with pytest.raises(PermanentJobError):
-            run_job("transcode", evil, work, {})
+            run_job("transcode", JobInput(evil, work))
         assert not any(b"TOP-SECRET" in p.read_bytes() for p in work.rglob("*") if p.is_file())

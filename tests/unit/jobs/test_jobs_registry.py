@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobs import run_job
+from jobs import JobInput, run_job
 from jobs.registry import job_types_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -25,7 +25,7 @@ def test_output_names_unique_across_job_types(clip: Path, tmp_path: Path) -> Non
     for job in ("metadata", "thumbnail", "transcode"):
         work = tmp_path / job
         work.mkdir()
-        for out in run_job(job, clip, work, {"hls": True} if job == "transcode" else {}).outputs:
+        for out in run_job(job, JobInput(clip, work, {"hls": True} if job == "transcode" else {})).outputs:
             assert out.name not in seen, (out.name, job, seen.get(out.name))
             assert out.path.is_relative_to(work) and out.path.exists()
             assert not out.name.startswith("/") and ".." not in out.name.split("/")

@@ -10,7 +10,7 @@ from typing import Any
 import jiwer
 import pytest
 
-from jobs import run_job, transcripts
+from jobs import JobInput, run_job, transcripts
 from jobs.errors import PermanentJobError
 from tests import media_factories as mf
 from workers.job_options import speech_defaults
@@ -23,7 +23,7 @@ def _normalise(text: str) -> str:
 @pytest.mark.slow
 def test_faster_whisper_transcribes_sentence(talk: Path, workdir: Path) -> None:
     """faster-whisper with the shipped model gets the spoken sentence with WER under 0.3."""
-    result = run_job("transcript", talk, workdir, {}, speech=transcripts.SpeechDefaults(engine="faster-whisper"))
+    result = run_job("transcript", JobInput(talk, workdir, speech=transcripts.SpeechDefaults(engine="faster-whisper")))
     wer = jiwer.wer(_normalise(mf.SPEECH_SENTENCE), _normalise(result.data["text"]))
     assert wer < 0.3, result.data["text"]
     assert result.data["language"] == "en" and result.data["segments"] >= 1
@@ -33,7 +33,7 @@ def test_faster_whisper_transcribes_sentence(talk: Path, workdir: Path) -> None:
 @pytest.mark.slow
 def test_transcript_files(talk: Path, workdir: Path) -> None:
     """The job writes VTT, SRT, JSON segments and plain text that agree with each other."""
-    result = run_job("transcript", talk, workdir, {})
+    result = run_job("transcript", JobInput(talk, workdir))
     names = {o.name: o.path for o in result.outputs}
     assert set(names) == {"transcript.vtt", "transcript.srt", "transcript.json", "transcript.txt"}
     doc = json.loads(names["transcript.json"].read_text())
@@ -54,7 +54,7 @@ def test_engine_cached_per_process() -> None:
 def test_unknown_engine(talk: Path, workdir: Path) -> None:
     """An unknown engine name is a permanent error that lists the known ones."""
     with pytest.raises(PermanentJobError, match=r"unknown speech engine 'vosk'.*faster-whisper"):
-        run_job("transcript", talk, workdir, {}, speech=transcripts.SpeechDefaults(engine="vosk"))
+        run_job("transcript", JobInput(talk, workdir, speech=transcripts.SpeechDefaults(engine="vosk")))
 
 
 @pytest.fixture
@@ -72,8 +72,8 @@ def random_whisper_checkpoint(tmp_path: Path) -> Path:
 def test_openai_whisper_runs_end_to_end(talk: Path, workdir: Path,
                                         random_whisper_checkpoint: Path) -> None:
     """openai-whisper loads a checkpoint by path and produces all four files (text is noise)."""
-    result = run_job("transcript", talk, workdir, {"language": "en"}, speech=transcripts.SpeechDefaults(
-        engine="openai-whisper", model=str(random_whisper_checkpoint)))
+    result = run_job("transcript", JobInput(talk, workdir, {"language": "en"}, speech=transcripts.SpeechDefaults(
+        engine="openai-whisper", model=str(random_whisper_checkpoint))))
     assert result.data["engine"] == "openai-whisper" and result.data["language"] == "en"
     assert result.data["model"] == str(random_whisper_checkpoint)
     doc = json.loads((workdir / "transcript.json").read_text())
@@ -101,8 +101,8 @@ def test_time_limit_stops_faster_whisper_between_segments(tmp_path: Path, workdi
             time.sleep(3.5)  # the first segment is out: let the 3 s limit pass
 
     with pytest.raises(PermanentJobError, match=r"longer than the 3 s limit"):
-        run_job("transcript", long_talk, workdir, {}, speech=transcripts.SpeechDefaults(engine="faster-whisper"),
-                limits=MediaLimits(max_process_seconds=3), progress=progress)
+        run_job("transcript", JobInput(long_talk, workdir, limits=MediaLimits(max_process_seconds=3), progress=progress,
+                                       speech=transcripts.SpeechDefaults(engine="faster-whisper")))
     assert max(reports) < 0.5, reports  # stopped within the first 30 s window of ~70 s
 
 
@@ -133,7 +133,7 @@ def _assert_no_speech_files(result: Any) -> None:
 def test_video_without_audio_has_no_speech(tmp_path: Path, workdir: Path) -> None:
     """A video with no audio stream completes: four files, no cues, has_speech false."""
     src = mf.video(tmp_path, "mute.mp4", seconds=1, audio=False)
-    result = run_job("transcript", src, workdir, {})
+    result = run_job("transcript", JobInput(src, workdir))
     _assert_no_speech_files(result)
     assert result.data["has_audio"] is False
 
@@ -144,7 +144,7 @@ def test_all_silence_has_no_speech(tmp_path: Path, workdir: Path, noise: float) 
     """A recording in which nothing is said gets no cue and no text (the old settings heard
     "You" in digital silence)."""
     src = mf.silent_audio(tmp_path, "quiet.m4a", seconds=10, noise=noise)
-    result = run_job("transcript", src, workdir, {})
+    result = run_job("transcript", JobInput(src, workdir))
     _assert_no_speech_files(result)
     assert result.data["has_audio"] is True
 
@@ -154,7 +154,7 @@ def test_unreadable_audio_still_fails(tmp_path: Path, workdir: Path) -> None:
     whole = mf.silence_speech_silence(tmp_path, "whole.m4a", lead=1, trail=1)
     broken = mf.truncated(whole, "broken.m4a", keep=0.05)
     with pytest.raises(PermanentJobError) as info:
-        run_job("transcript", broken, workdir, {})
+        run_job("transcript", JobInput(broken, workdir))
     assert str(info.value) and "Traceback" not in str(info.value)
 
 
@@ -180,7 +180,7 @@ def _speech_span(path: Path, lead: float, trail: float) -> tuple[float, float]:
 def test_no_cue_or_text_in_silent_stretches(pauses: Path, workdir: Path) -> None:
     """Silence, speech, silence: every cue lies within the speech, the words are right (WER
     under 0.3), nothing is added (the old settings started the cue at 0.000 in the silence)."""
-    result = run_job("transcript", pauses, workdir, {})
+    result = run_job("transcript", JobInput(pauses, workdir))
     start, end = _speech_span(pauses, 8, 8)
     doc = json.loads((workdir / "transcript.json").read_text())
     assert doc["segments"], "the sentence was heard"
@@ -196,7 +196,7 @@ def test_cue_end_within_duration(tmp_path: Path, workdir: Path) -> None:
     """When speech runs to the very end, no cue ends after the media does (ffprobe's duration;
     the old code ended the cue at 7.000 s on a 5.46 s file)."""
     src = mf.silence_speech_silence(tmp_path, "to_the_end.wav", lead=1, trail=0)
-    run_job("transcript", src, workdir, {})
+    run_job("transcript", JobInput(src, workdir))
     duration = _ffprobe_duration(src)
     doc = json.loads((workdir / "transcript.json").read_text())
     assert doc["segments"]
@@ -211,7 +211,7 @@ def test_cue_end_within_duration(tmp_path: Path, workdir: Path) -> None:
 def test_word_timestamps_on_request(pauses: Path, workdir: Path) -> None:
     """``{"word_timestamps": true}`` puts each word, in order, within its cue and within the
     speech (none in the silence around it), in the JSON."""
-    run_job("transcript", pauses, workdir, {"word_timestamps": True})
+    run_job("transcript", JobInput(pauses, workdir, {"word_timestamps": True}))
     doc = json.loads((workdir / "transcript.json").read_text())
     assert doc["word_timestamps"] is True
     words = [w for s in doc["segments"] for w in s["words"]]
@@ -224,14 +224,14 @@ def test_word_timestamps_on_request(pauses: Path, workdir: Path) -> None:
     assert starts == sorted(starts)
     start, end = _speech_span(pauses, 8, 8)
     assert all(start - 0.5 <= w["start"] and w["end"] <= end + 0.5 for w in words), words
-    plain = run_job("transcript", pauses, workdir, {})
+    plain = run_job("transcript", JobInput(pauses, workdir))
     assert all("words" not in s for s in json.loads(plain.outputs[2].path.read_text())["segments"])
 
 
 def test_word_timestamps_must_be_boolean(pauses: Path, workdir: Path) -> None:
     """A word_timestamps param that is not true or false is a readable permanent error."""
     with pytest.raises(PermanentJobError, match="word_timestamps must be true or false"):
-        run_job("transcript", pauses, workdir, {"word_timestamps": "yes"})
+        run_job("transcript", JobInput(pauses, workdir, {"word_timestamps": "yes"}))
 
 
 @pytest.mark.slow
@@ -260,8 +260,7 @@ def test_windows_cut_at_silence_keep_every_word(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_batched_inference_hears_the_same(pauses: Path, workdir: Path) -> None:
     """faster-whisper's batched pipeline (operator setting) gets the sentence, inside the speech."""
-    result = run_job("transcript", pauses, workdir, {},
-                     speech=transcripts.SpeechDefaults(batch_size=4))
+    result = run_job("transcript", JobInput(pauses, workdir, speech=transcripts.SpeechDefaults(batch_size=4)))
     assert jiwer.wer(_normalise(mf.SPEECH_SENTENCE), _normalise(result.data["text"])) < 0.3
     start, end = _speech_span(pauses, 8, 8)
     doc = json.loads((workdir / "transcript.json").read_text())
@@ -283,8 +282,7 @@ def test_operator_settings_choose_engine_and_model(talk: Path, workdir: Path,
 
     settings = Settings(transcript_engine="openai-whisper",
                         transcript_model=str(random_whisper_checkpoint))
-    result = run_job("transcript", talk, workdir, {"language": "en"},
-                     speech=speech_defaults(settings))
+    result = run_job("transcript", JobInput(talk, workdir, {"language": "en"}, speech=speech_defaults(settings)))
     assert result.data["engine"] == "openai-whisper"
     assert result.data["model"] == str(random_whisper_checkpoint)
     assert json.loads((workdir / "transcript.json").read_text())["engine"] == "openai-whisper"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from jobs import run_job
+from jobs import JobInput, run_job
 from tests import media_factories as mf
 
 
@@ -23,7 +23,7 @@ def _height(path: Path) -> int:
 def thumbs(clip: Path, tmp_path_factory: pytest.TempPathFactory):
     """The thumbnail job run once on the clip that starts black."""
     work = tmp_path_factory.mktemp("video_thumbs")
-    return run_job("thumbnail", clip, work, {})
+    return run_job("thumbnail", JobInput(clip, work))
 
 
 def test_poster_not_black(thumbs) -> None:
@@ -56,7 +56,7 @@ def test_transcode_renditions_never_above_source(tmp_path: Path, workdir: Path,
                                                   progress) -> None:
     """A 640x480 source gets only a 480p rendition (1080p and 720p would be upscales)."""
     src = mf.video(tmp_path, "vga.mp4", size=(640, 480), seconds=2)
-    result = run_job("transcode", src, workdir, {}, progress=progress)
+    result = run_job("transcode", JobInput(src, workdir, progress=progress))
     assert [o.name for o in result.outputs] == ["video_480p.mp4"]
     out = result.outputs[0]
     assert (out.width, out.height) == (640, 480) and _height(out.path) == 480
@@ -65,7 +65,7 @@ def test_transcode_renditions_never_above_source(tmp_path: Path, workdir: Path,
 
 def test_faststart_and_codecs(clip: Path, workdir: Path) -> None:
     """Renditions are H.264 + AAC with the moov atom before mdat (+faststart)."""
-    result = run_job("transcode", clip, workdir, {})
+    result = run_job("transcode", JobInput(clip, workdir))
     path = result.outputs[0].path
     data = path.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")
@@ -77,7 +77,7 @@ def test_faststart_and_codecs(clip: Path, workdir: Path) -> None:
 
 def test_progress_from_ffmpeg(clip: Path, workdir: Path, progress) -> None:
     """Progress climbs through fractions reported by ffmpeg's -progress output and ends at 1."""
-    run_job("transcode", clip, workdir, {}, progress=progress)
+    run_job("transcode", JobInput(clip, workdir, progress=progress))
     assert progress.values[-1] == 1.0
     assert any(0 < v < 1 for v in progress.values)
     assert progress.values == sorted(progress.values)
@@ -85,7 +85,7 @@ def test_progress_from_ffmpeg(clip: Path, workdir: Path, progress) -> None:
 
 def test_hls_ladder(clip: Path, workdir: Path) -> None:
     """With hls=true a master playlist lists every rendition's playlist and segments exist."""
-    result = run_job("transcode", clip, workdir, {"hls": True})
+    result = run_job("transcode", JobInput(clip, workdir, {"hls": True}))
     names = [o.name for o in result.outputs]
     assert "hls/master.m3u8" in names and "hls/240p/index.m3u8" in names
     assert any(n.startswith("hls/240p/seg_") and n.endswith(".ts") for n in names)
@@ -99,7 +99,7 @@ def test_hls_ladder(clip: Path, workdir: Path) -> None:
 def test_1080p_default_ladder(tmp_path: Path, workdir: Path) -> None:
     """A short 1080p clip gets the full default ladder: 1080p, 720p and 480p."""
     src = mf.video(tmp_path, "hd.mp4", size=(1920, 1080), seconds=1, rate=10)
-    result = run_job("transcode", src, workdir, {"preset": "ultrafast"})
+    result = run_job("transcode", JobInput(src, workdir, {"preset": "ultrafast"}))
     heights = {o.name: _height(o.path) for o in result.outputs}
     assert heights == {"video_1080p.mp4": 1080, "video_720p.mp4": 720, "video_480p.mp4": 480}
     widths = {o.name: o.width for o in result.outputs}
@@ -112,7 +112,7 @@ def test_soundtrack_loudness_normalised_in_every_rendition(tmp_path: Path, workd
 
     src = mf.video(tmp_path, "quiet.mp4", size=(320, 240), seconds=4, tone_db=-40)
     assert integrated_loudness(src) < -35
-    result = run_job("transcode", src, workdir, {"renditions": [240, 144]})
+    result = run_job("transcode", JobInput(src, workdir, {"renditions": [240, 144]}))
     assert [o.name for o in result.outputs] == ["video_240p.mp4", "video_144p.mp4"]
     assert result.data["audio_normalised"] is True and result.data["input_loudness_lufs"] < -35
     for out in result.outputs:
@@ -125,17 +125,17 @@ def test_soundtrack_normalisation_can_be_turned_off(tmp_path: Path, workdir: Pat
     from tests.unit.jobs.test_jobs_audio import integrated_loudness
 
     src = mf.video(tmp_path, "quiet.mp4", size=(320, 240), seconds=4, tone_db=-40)
-    result = run_job("transcode", src, workdir, {"normalize_audio": False})
+    result = run_job("transcode", JobInput(src, workdir, {"normalize_audio": False}))
     assert result.data["audio_normalised"] is False
     assert abs(integrated_loudness(result.outputs[0].path) - integrated_loudness(src)) <= 1.0
     with pytest.raises(PermanentJobError, match="normalize_audio must be true or false"):
-        run_job("transcode", src, workdir, {"normalize_audio": "yes"})
+        run_job("transcode", JobInput(src, workdir, {"normalize_audio": "yes"}))
 
 
 def test_silent_soundtrack_is_kept_not_failed(tmp_path: Path, workdir: Path) -> None:
     """A video whose soundtrack is digital silence is transcoded; there is nothing to normalise."""
     src = mf.video(tmp_path, "silent.mp4", size=(320, 240), seconds=2, tone_db=-200)
-    result = run_job("transcode", src, workdir, {})
+    result = run_job("transcode", JobInput(src, workdir))
     assert result.data["audio_normalised"] is False and result.data["input_loudness_lufs"] is None
     assert result.outputs[0].path.stat().st_size > 0
 
@@ -144,7 +144,7 @@ def test_portrait_phone_video_posters_reach_its_width(tmp_path: Path, workdir: P
     """A portrait phone recording (1920x1080 flagged as rotated 90°) gets upright posters whose
     top variant is its full 1080 px width, between the 640 and 1280 steps."""
     src = mf.phone_video(tmp_path)
-    result = run_job("thumbnail", src, workdir, {"formats": ["jpeg"], "storyboard": False})
+    result = run_job("thumbnail", JobInput(src, workdir, {"formats": ["jpeg"], "storyboard": False}))
     assert sorted(o.width for o in result.outputs) == [160, 320, 640, 1080]
     top = next(o for o in result.outputs if o.name == "poster_1080.jpg")
     with Image.open(top.path) as im:
