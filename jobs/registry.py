@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs import metadata, noop, optimize, thumbnail, transcode, transcripts
+from jobs import ffmpeg, metadata, noop, optimize, thumbnail, transcode, transcripts
 from jobs.errors import UnknownJobType
 from jobs.limits import MediaLimits
 from jobs.params import check_params
@@ -75,4 +75,6 @@ def run_job(
         kwargs["allow_crash"] = allow_test_jobs
     elif job_type == "transcript" and speech is not None:
         kwargs["defaults"] = speech
-    return spec.func(source, workdir, dict(params), limits or MediaLimits(), progress, **kwargs)
+    limits = limits or MediaLimits()
+    with ffmpeg.thread_budget(limits.ffmpeg_threads):
+        return spec.func(source, workdir, dict(params), limits, progress, **kwargs)
