@@ -10,7 +10,8 @@ runs ``--jobs`` transcodes at once, each in a thread of its own, through the rea
 and the loudness pass), as one worker process with ``--jobs`` threads does. ``default`` gives
 ffmpeg no thread options (MediaLimits.ffmpeg_threads = 0); ``budget`` gives it the count the
 worker's auto rule computes for one process with ``--jobs`` threads on this machine
-(``workers.thread_budget``). The two cases are interleaved (default, budget, default, ...);
+(``workers.thread_budget``); ``--also N`` adds a case with N threads. The cases are interleaved
+(default, budget, default, ...);
 medians of ``--runs`` runs each. Reported per run: wall time for all jobs, CPU seconds of the
 child and its ffmpeg processes, and load average before and after.
 """
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--also", type=int, action="append", default=[],
+                        help="a further case with this many threads per ffmpeg run (repeatable)")
     parser.add_argument("--child")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "cf-bench-oversubscription"))
     args = parser.parse_args()
@@ -111,7 +114,7 @@ def main() -> None:
     source = make_source(Path(args.cache), args.seconds)
     cpus = available_cpus()
     budget = ffmpeg_threads(0, processes=1, threads=args.jobs, cpus=cpus)
-    cases = {"default": 0, "budget": budget}
+    cases = {"default": 0, "budget": budget} | {f"{n} threads": n for n in args.also}
     print(f"source {source} ({args.seconds} s 1920x1080 25 fps); cpus {cpus:g}; budget {budget} "
           f"thread(s) per ffmpeg run; load at start {os.getloadavg()}", file=sys.stderr)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
@@ -132,9 +135,10 @@ def main() -> None:
         loads = ", ".join(f"{r['load_before']:.1f}" for r in rs)
         print(f"| {name} ({threads or 'ffmpeg default'}) | {len(rs)} | {walls} | "
               f"{med[name]['seconds']:.1f} | {med[name]['cpu_seconds']:.1f} | {loads} |")
-    ratio = med["budget"]["seconds"] / med["default"]["seconds"]
-    cpu_ratio = med["budget"]["cpu_seconds"] / med["default"]["cpu_seconds"]
-    print(f"\nbudget/default: wall {ratio:.3f}, CPU {cpu_ratio:.3f}")
+    for name in cases:
+        if name != "default":
+            print(f"{name}/default: wall {med[name]['seconds'] / med['default']['seconds']:.3f}, "
+                  f"CPU {med[name]['cpu_seconds'] / med['default']['cpu_seconds']:.3f}")
 
 
 if __name__ == "__main__":
