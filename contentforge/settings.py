@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     max_source_bytes: int = 5 * 1024**3
     max_output_bytes: int = 2 * 1024**3
     max_process_seconds: float = 3600.0
+    #: Threads per ffmpeg run (decoders, encoders, filter graphs). 0: auto, the CPUs this process
+    #: may use (affinity and cgroup quota) divided by worker_processes × worker_threads, rounded
+    #: down, at least 1; so concurrent encodes do not oversubscribe the CPU.
+    ffmpeg_threads: int = Field(default=0, ge=0)
     #: Speech engine for transcripts: faster-whisper (default) or openai-whisper.
     transcript_engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     #: Model name or path for the engine; unset picks the engine's default.

@@ -158,7 +158,8 @@ def encode(
             for _ in range(repeat):
                 stdin.write(raw)
 
-    ffmpeg.run_argv(args, timeout=limits.max_process_seconds, what="animation encode", feed=feed)
+    ffmpeg.run_argv(args, timeout=limits.max_process_seconds, what="animation encode", feed=feed,
+                    outputs=[str(mp4), str(webm)])
     outputs = []
     for path, fmt, content_type in ((mp4, "mp4", "video/mp4"), (webm, "webm", "video/webm")):
         size_bytes = ffmpeg.check_output_size(path, limits.max_output_bytes)

@@ -9,7 +9,8 @@ Every invocation:
 - forces the demuxer sniffed from the file's content (``-f mov``), so ffmpeg never guesses a format
   from the file's name or probes it as a playlist (``hls``, ``concat`` are refused up front);
 - has a wall-clock timeout (``MediaLimits.max_process_seconds``) and an output size cap (``-fs``);
-- reports progress from ffmpeg's own ``-progress`` output.
+- reports progress from ffmpeg's own ``-progress`` output;
+- runs within the job's thread budget (``MediaLimits.ffmpeg_threads``, see :func:`thread_budget`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,6 +55,58 @@ _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 def _die_with_parent(argv: list[str]) -> list[str]:
     """``argv`` wrapped so that the process gets SIGKILL when its parent goes away (Linux)."""
     return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else argv
+
+
+#: Threads each ffmpeg run of the current job may use (0: ffmpeg's defaults). Set for the length
+#: of one job by :func:`thread_budget` (``jobs.registry.run_job`` does, from its MediaLimits), so
+#: that every ffmpeg run of the job honours it without each caller passing it down. A context
+#: variable: each worker thread runs its own job with its own budget.
+_THREADS: ContextVar[int] = ContextVar("ffmpeg_threads", default=0)
+
+
+@contextlib.contextmanager
+def thread_budget(threads: int) -> Iterator[None]:
+    """Every ffmpeg run inside the block uses at most ``threads`` threads per codec and filter graph."""
+    token = _THREADS.set(max(0, threads))
+    try:
+        yield
+    finally:
+        _THREADS.reset(token)
+
+
+def with_thread_budget(args: Sequence[str], outputs: Sequence[str], threads: int) -> list[str]:
+    """``args`` with thread options: ``-filter_threads``/``-filter_complex_threads`` (global),
+    ``-threads`` before each ``-i`` (decoders) and before each output file in ``outputs``
+    (encoders: x264 and libvpx take their thread count from it), and ``pools`` in
+    ``-x265-params`` (x265 keeps a thread pool of its own that ``-threads`` does not reach)."""
+    argv = list(args)
+    if threads <= 0:
+        return argv
+    n = str(threads)
+    out = [argv[0], "-filter_threads", n, "-filter_complex_threads", n]
+    targets = set(outputs)
+    rest = argv[1:]
+    for i, arg in enumerate(rest):
+        previous = rest[i - 1] if i else ""
+        if arg == "-i" or (arg in targets and previous != "-i"):
+            out += ["-threads", n]
+        if previous == "-x265-params":
+            arg = f"{arg}:pools={n}" if arg else f"pools={n}"
+        out.append(arg)
+    return out
+
+
+def _output_files(stream: Any) -> list[str]:
+    """The output file names of an ffmpeg-python graph (one output node, or merged outputs)."""
+    files: list[str] = []
+    todo = [stream.node]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ffmpeg_python.nodes.OutputNode):
+            files.append(str(node.kwargs["filename"]))
+        else:
+            todo += [edge.upstream_node for edge in node.incoming_edges]
+    return files
 
 
 #: How many trailing bytes of ffmpeg's stderr we keep for an error message.
@@ -154,7 +208,8 @@ def run_ffmpeg(
     # Global options go right after the program name.
     args = [args[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel,
             "-progress", "pipe:1", *args[1:]]
-    return run_argv(args, timeout=timeout, duration=duration, progress=progress, what=what)
+    return run_argv(args, timeout=timeout, duration=duration, progress=progress, what=what,
+                    outputs=_output_files(stream))
 
 
 def run_argv(
@@ -165,13 +220,17 @@ def run_argv(
     progress: Progress = no_progress,
     what: str = "ffmpeg",
     feed: Callable[[IO[bytes]], None] | None = None,
+    outputs: Sequence[str] = (),
 ) -> bytes:
     """Run an ffmpeg argument list (already carrying ``-progress pipe:1``); see :func:`run_ffmpeg`.
 
     ``feed``, when given, is called in a thread with ffmpeg's stdin (an input ``pipe:0``) and
-    writes the input there; stdin is closed when it returns.
+    writes the input there; stdin is closed when it returns. ``outputs`` are the output file
+    arguments, where the job's thread budget puts the encoders' ``-threads``.
     """
     argv = _check_no_shell(args)
+    if argv[0] == "ffmpeg":
+        argv = with_thread_budget(argv, outputs, _THREADS.get())
     try:
         if shutil.which(argv[0]) is None:
             raise FileNotFoundError(argv[0])

@@ -27,3 +27,8 @@ class MediaLimits:
     max_output_bytes: int = 2 * 1024**3
     #: Wall-clock limit for one external process (ffmpeg, ffprobe), in seconds.
     max_process_seconds: float = 3600.0
+    #: Threads one ffmpeg run may use for its decoders, encoders and filters: the worker thread's
+    #: share of the cores, so that concurrent encodes do not oversubscribe the CPU (each ffmpeg
+    #: otherwise starts about as many threads per encoder as the machine has cores). 0: no budget,
+    #: ffmpeg's own default. The worker resolves its setting (0 there means "auto") to a count.
+    ffmpeg_threads: int = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from jobs import metadata, noop, optimize, thumbnail, transcode, transcripts
+from jobs import ffmpeg, metadata, noop, optimize, thumbnail, transcode, transcripts
 from jobs.errors import UnknownJobType
 from jobs.job_input import JobInput
 from jobs.params import check_params
@@ -64,5 +64,6 @@ def job_spec(job_type: str) -> JobSpec:
 
 def run_job(job_type: str, inp: JobInput) -> JobResult:
     """Run one job function: ``inp`` (the source, its parameters, limits) in, a ``JobResult`` with
-    files in ``inp.workdir`` out."""
-    return job_spec(job_type).run(inp)
+    files in ``inp.workdir`` out. Every ffmpeg run inside uses the input's thread budget."""
+    with ffmpeg.thread_budget(inp.limits.ffmpeg_threads):
+        return job_spec(job_type).run(inp)

@@ -13,11 +13,17 @@ from dataclasses import fields
 from contentforge.settings import Settings
 from jobs.limits import MediaLimits
 from jobs.transcripts import SpeechDefaults
+from workers import thread_budget
 
 
 def media_limits(settings: Settings) -> MediaLimits:
-    """The MediaLimits named by ``settings`` (every field of MediaLimits is a setting of the same name)."""
-    return MediaLimits(**{f.name: getattr(settings, f.name) for f in fields(MediaLimits)})
+    """The MediaLimits named by ``settings`` (every field of MediaLimits is a setting of the same
+    name); ``ffmpeg_threads`` 0 (auto) becomes this process's share of the CPUs."""
+    values = {f.name: getattr(settings, f.name) for f in fields(MediaLimits)}
+    values["ffmpeg_threads"] = thread_budget.ffmpeg_threads(
+        settings.ffmpeg_threads, settings.worker_processes, settings.worker_threads,
+        thread_budget.available_cpus())
+    return MediaLimits(**values)
 
 
 def speech_defaults(settings: Settings) -> SpeechDefaults:

@@ -33,15 +33,18 @@ def config() -> dict:
 
 def test_compose_is_valid_and_has_the_services(config: dict) -> None:
     """compose.yaml passes `compose config` and defines every service of the deployment."""
-    assert {"postgres", "redis", "s3", "create-bucket", "migrate", "worker", "scheduler"} <= set(config["services"])
+    assert {"postgres", "redis", "s3", "create-bucket", "migrate", "worker-light", "worker-heavy", "scheduler",
+            "webhooks"} <= set(config["services"])
+    assert "worker" not in config["services"]
 
 
 def test_compose_builds_the_project_image_once(config: dict) -> None:
-    """Only migrate builds contentforge:latest; worker and scheduler run that same image."""
+    """Only migrate builds contentforge:latest; the workers, the scheduler and webhooks run that same image."""
     services = config["services"]
     builders = sorted(name for name, s in services.items() if "build" in s)
     assert builders == ["migrate", "s3"]
-    assert {services[n]["image"] for n in ("migrate", "worker", "scheduler")} == {"contentforge:latest"}
+    assert {services[n]["image"] for n in ("migrate", "worker-light", "worker-heavy", "scheduler", "webhooks")} \
+        == {"contentforge:latest"}
 
 
 def test_every_image_is_pinned(config: dict) -> None:
@@ -54,13 +57,38 @@ def test_every_image_is_pinned(config: dict) -> None:
         assert "minio" not in image, (name, image)
 
 
-def test_workers_scale_and_wait_for_migration(config: dict) -> None:
-    """worker has no fixed name or host port (so --scale works) and starts after a successful migrate."""
-    worker = config["services"]["worker"]
+@pytest.mark.parametrize("pool", ["light", "heavy"])
+def test_workers_scale_and_wait_for_migration(config: dict, pool: str) -> None:
+    """Each worker pool has no fixed name or host port (so --scale works) and starts after a successful migrate."""
+    worker = config["services"][f"worker-{pool}"]
     assert "container_name" not in worker and not worker.get("ports")
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "healthcheck" in worker
+
+
+def _seconds(duration: str) -> float:
+    """A Compose duration as `compose config` prints it (1m30s, 60s)."""
+    import re
+
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)([hms])", duration))
+
+
+def test_two_worker_pools_each_with_its_drain(config: dict) -> None:
+    """worker-light runs `--pool light`, worker-heavy `--pool heavy` with fewer processes; each is
+    given more time to stop than its worker waits for running jobs (heavy the longest)."""
+    services = config["services"]
+    grace = {}
+    for pool in ("light", "heavy"):
+        s = services[f"worker-{pool}"]
+        assert s["command"] == ["worker", "--pool", pool]
+        drain = float(s["environment"].get("CONTENTFORGE_SHUTDOWN_GRACE_SECONDS", 30))
+        grace[pool] = _seconds(s["stop_grace_period"])
+        assert grace[pool] > drain, (pool, grace[pool], drain)
+    assert grace["heavy"] > grace["light"]
+    assert int(services["worker-heavy"]["environment"]["CONTENTFORGE_WORKER_PROCESSES"]) \
+        < int(services["worker-light"]["environment"]["CONTENTFORGE_WORKER_PROCESSES"])
 
 
 def test_two_scheduler_replicas_and_one_shot_migrate(config: dict) -> None:

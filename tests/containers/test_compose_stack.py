@@ -1,9 +1,11 @@
 """The containers for real: a Docker engine from Debian's packages builds the image and runs
-compose.yaml with three workers, which process real media; one worker is killed mid-job and its job
-is recovered by another, one is stopped and drains, and no job is lost."""
+compose.yaml with two light and three heavy workers, which process real media, each job in its own
+pool; one heavy worker is killed mid-transcode and its job is recovered by another, one is stopped
+and drains, and no job is lost."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -32,6 +34,12 @@ LEASE_SECONDS = 6
 GRACE_SECONDS = 2
 #: Longest wait for all jobs of a phase to finish, in seconds (two 2-core-machine transcodes and retries).
 PHASE_SECONDS = 240
+#: The worker services of compose.yaml, how many containers of each the test runs, and the job
+#: types of their pools (`contentforge worker --pool light|heavy`). Three heavy ones: one is
+#: killed, one stopped, and the last one still takes the jobs they leave.
+WORKERS = {"worker-light": 2, "worker-heavy": 3}
+POOL_OF = {"metadata": "worker-light", "thumbnail": "worker-light", "optimize": "worker-light",
+           "transcode": "worker-heavy", "transcript": "worker-heavy"}
 
 
 def _compose_cli() -> list[str]:
@@ -54,32 +62,33 @@ class Stack:
         out = self.compose("port", service, str(port)).stdout.strip()
         return int(out.rsplit(":", 1)[1])
 
-    def worker_containers(self) -> dict[str, str]:
-        """Running worker containers: {hostname (12-char id): name}."""
+    def worker_containers(self, service: str) -> dict[str, str]:
+        """Running containers of one worker service: {hostname (12-char id): name}."""
         out = self.engine.docker("ps", "--filter", f"label=com.docker.compose.project={PROJECT}",
-                                 "--filter", "label=com.docker.compose.service=worker",
+                                 "--filter", f"label=com.docker.compose.service={service}",
                                  "--format", "{{.ID}} {{.Names}}").stdout
         return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
 
 
 def _override(tmp: Path) -> Path:
     """Test-only settings on top of compose.yaml: host network for builds, loopback ports, short lease."""
+    worker = {
+        "restart": "no",
+        "environment": {
+            "CONTENTFORGE_WORKER_PROCESSES": "1",
+            "CONTENTFORGE_WORKER_THREADS": "1",
+            "CONTENTFORGE_LEASE_SECONDS": str(LEASE_SECONDS),
+            "CONTENTFORGE_SWEEP_INTERVAL_SECONDS": "1",
+            "CONTENTFORGE_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
+        },
+    }
     doc = {
         "services": {
             "migrate": {"build": {"context": str(REPO), "network": "host"}},
             "s3": {"build": {"context": str(REPO / "deploy/s3"), "network": "host"},
                    "ports": ["127.0.0.1::5000"]},
             "postgres": {"ports": ["127.0.0.1::5432"]},
-            "worker": {
-                "restart": "no",
-                "environment": {
-                    "CONTENTFORGE_WORKER_PROCESSES": "1",
-                    "CONTENTFORGE_WORKER_THREADS": "1",
-                    "CONTENTFORGE_LEASE_SECONDS": str(LEASE_SECONDS),
-                    "CONTENTFORGE_SWEEP_INTERVAL_SECONDS": "1",
-                    "CONTENTFORGE_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
-                },
-            },
+            **{service: copy.deepcopy(worker) for service in WORKERS},
         },
     }
     path = tmp / "compose.test.yaml"
@@ -109,14 +118,15 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[eng.Engine]:
 
 @pytest.fixture(scope="module")
 def stack(engine: eng.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """compose.yaml built (the project image once) and up with three workers."""
+    """compose.yaml built (the project image once) and up with two light and three heavy workers."""
     s = Stack(engine, _override(tmp_path_factory.mktemp("compose")))
     t0 = time.monotonic()
     built = s.compose("build")
     s.build_output = built.stdout + built.stderr
     print(f"compose build in {time.monotonic() - t0:.0f} s")
     try:
-        s.compose("up", "-d", "--no-build", "--scale", "worker=3", timeout=600)
+        scale = [arg for service, n in WORKERS.items() for arg in ("--scale", f"{service}={n}")]
+        s.compose("up", "-d", "--no-build", *scale, timeout=600)
         yield s
     finally:
         logs = s.compose("logs", "--no-color", "--tail=60", check=False).stdout
@@ -151,7 +161,8 @@ def _host(worker_id: str | None) -> str:
 
 def test_compose_stack_processes_media_survives_a_kill_and_drains_on_stop(stack: Stack, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three workers process a photo and videos; a killed worker's transcode is recovered, a stopped one drains."""
+    """Light and heavy workers process a photo and videos, each job in its pool; a killed heavy
+    worker's transcode is recovered, a stopped one drains."""
     engine = stack.engine
     # The compose stack's S3 credentials (compose.yaml), for our uploads from the host.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "contentforge")
@@ -165,7 +176,11 @@ def test_compose_stack_processes_media_survives_a_kill_and_drains_on_stop(stack:
     assert probe.splitlines()[0] == "contentforge"
     assert "/home/contentforge/.cache" in probe and "eSpeak NG" in probe
 
-    workers = _wait("three running workers", 120, lambda: (w := stack.worker_containers()) and len(w) == 3 and w)
+    pools = {service: _wait(f"{n} running {service} containers", 120,
+                            lambda service=service, n=n: (w := stack.worker_containers(service)) and len(w) == n and w)
+             for service, n in WORKERS.items()}
+    workers = pools["worker-heavy"]  # the ones killed and stopped below
+    every_worker = {host: name for pool in pools.values() for host, name in pool.items()}
     pg_port, s3_port = stack.port("postgres", 5432), stack.port("s3", 5000)
     conn = psycopg.connect(f"postgresql://contentforge:contentforge@127.0.0.1:{pg_port}/contentforge",
                            autocommit=True, row_factory=dict_row)
@@ -216,7 +231,10 @@ def test_compose_stack_processes_media_survives_a_kill_and_drains_on_stop(stack:
     assert recovered["attempts"] == 2, recovered
     assert _host(recovered["worker_id"]) not in ("", victim), recovered
     hosts = {_host(r["worker_id"]) for r in rows.values()}
-    assert len(hosts) >= 2 and hosts <= set(workers), (hosts, workers)
+    assert len(hosts) >= 2 and hosts <= set(every_worker), (hosts, every_worker)
+    # Each job ran in the pool of its type: a light worker never took a transcode, nor a heavy one a thumbnail.
+    for r in rows.values():
+        assert _host(r["worker_id"]) in pools[POOL_OF[r["job_type"]]], (r, pools)
     variants = conn.execute("SELECT id, variants, processing_status FROM assets WHERE id = ANY(%s)",
                             ([photo, clip1],)).fetchall()
     for a in variants:
@@ -242,6 +260,8 @@ def test_compose_stack_processes_media_survives_a_kill_and_drains_on_stop(stack:
     logs = engine.docker("logs", workers[stopped]).stdout + engine.docker("logs", workers[stopped]).stderr
     rows = {r["id"]: r for r in _wait("phase 2 jobs to finish", PHASE_SECONDS, lambda: phase_done(list(jobs2.values())))}
     assert {r["status"] for r in rows.values()} == {"completed"}, rows
+    for r in rows.values():
+        assert _host(r["worker_id"]) in pools[POOL_OF[r["job_type"]]], (r, pools)
     assert '"draining"' in logs and '"worker process stopped"' in logs, logs[-3000:]
     finisher = _host(rows[jobs2["transcode"]]["worker_id"])
     if finisher == stopped:

@@ -32,7 +32,9 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CONTENTFORGE_MAX_IMAGE_PIXELS", "1000")
     s = Settings(_env_file=None)
     assert s.database_url == "postgresql://x@h/db"
-    assert media_limits(s) == MediaLimits(max_image_pixels=1000)
+    limits = media_limits(s)
+    assert limits == MediaLimits(max_image_pixels=1000, ffmpeg_threads=limits.ffmpeg_threads)
+    assert limits.ffmpeg_threads >= 1  # the setting's 0 is "auto", resolved by the worker
 
 
 @pytest.mark.parametrize("limit", [f.name for f in fields(MediaLimits)])
