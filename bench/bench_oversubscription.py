@@ -57,6 +57,7 @@ def cpu_seconds() -> float:
 
 def child(source: Path, jobs: int, threads: int) -> dict[str, float]:
     """``jobs`` transcodes at once through run_job, each in its own thread; wall and CPU."""
+    from jobs.job_input import JobInput
     from jobs.limits import MediaLimits
     from jobs.registry import run_job
 
@@ -65,7 +66,7 @@ def child(source: Path, jobs: int, threads: int) -> dict[str, float]:
 
     def one(i: int, workdir: Path) -> None:
         try:
-            result = run_job("transcode", source, workdir, {}, limits)
+            result = run_job("transcode", JobInput(source, workdir, {}, limits))
             assert len(result.outputs) == 3, result.outputs
         except BaseException as exc:
             errors.append(exc)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobs import ffmpeg
+from jobs.job_input import JobInput
 from jobs.limits import MediaLimits
 from jobs.registry import run_job
 from tests import media_factories as mf
@@ -52,7 +53,7 @@ def test_transcode_runs_ffmpeg_and_x264_within_the_budget(clip: Path, workdir: P
     """With ffmpeg_threads=2, the transcode's ffmpeg gets -threads 2 for its decoder and each
     encoder, 2 filter threads, and x264 records threads=2 in every rendition."""
     reports = _reports(monkeypatch, tmp_path / "reports")
-    result = run_job("transcode", clip, workdir, {"renditions": [240, 144]}, MediaLimits(ffmpeg_threads=2))
+    result = run_job("transcode", JobInput(clip, workdir, {"renditions": [240, 144]}, MediaLimits(ffmpeg_threads=2)))
     argv = _encode_of(_command_lines(reports), "libx264")
     assert argv[1:5] == ["-filter_threads", "2", "-filter_complex_threads", "2"]
     assert argv[argv.index("-i") - 2:argv.index("-i")] == ["-threads", "2"]
@@ -68,7 +69,7 @@ def test_without_a_budget_ffmpeg_chooses_its_own_threads(clip: Path, workdir: Pa
     """ffmpeg_threads=0 passes no thread option, and x264 picks its own count (1.5 per core), which
     is why the budget matters: the test above would see this count without it."""
     reports = _reports(monkeypatch, tmp_path / "reports")
-    result = run_job("transcode", clip, workdir, {"renditions": [240]}, MediaLimits())
+    result = run_job("transcode", JobInput(clip, workdir, {"renditions": [240]}, MediaLimits()))
     argv = _encode_of(_command_lines(reports), "libx264")
     assert not {"-threads", "-filter_threads", "-filter_complex_threads"} & set(argv)
     assert _encoder_setting(result.outputs[0].path, b"x264 - core", "threads") != 2
@@ -80,8 +81,7 @@ def test_hdr_rendition_gives_x265_its_thread_pool(tmp_path: Path, workdir: Path,
     and x265 records numa-pools=1 in the HDR rendition."""
     source = mf.hdr_video(tmp_path, seconds=0.4, size=(320, 180))
     reports = _reports(monkeypatch, tmp_path / "reports")
-    result = run_job("transcode", source, workdir, {"renditions": [144], "hdr": "keep"},
-                     MediaLimits(ffmpeg_threads=1))
+    result = run_job("transcode", JobInput(source, workdir, {"renditions": [144], "hdr": "keep"}, MediaLimits(ffmpeg_threads=1)))
     argv = _encode_of(_command_lines(reports), "libx265")
     assert argv[argv.index("-x265-params") + 1].endswith(":pools=1")
     hdr = next(o.path for o in result.outputs if o.name.endswith("_hdr.mp4"))
@@ -94,7 +94,7 @@ def test_animation_encode_budgets_both_outputs(tmp_path: Path, workdir: Path,
     outputs, and x264 records it."""
     gif = mf.animated_gif(tmp_path)
     reports = _reports(monkeypatch, tmp_path / "reports")
-    result = run_job("thumbnail", gif, workdir, {}, MediaLimits(ffmpeg_threads=1))
+    result = run_job("thumbnail", JobInput(gif, workdir, {}, MediaLimits(ffmpeg_threads=1)))
     argv = _encode_of(_command_lines(reports), "libvpx-vp9")
     outputs = {o.name: o.path for o in result.outputs if o.name.startswith("animation.")}
     for path in outputs.values():
