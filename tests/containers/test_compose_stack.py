@@ -160,7 +160,8 @@ def _host(worker_id: str | None) -> str:
 
 
 def test_compose_stack_processes_media_survives_a_kill_and_drains_on_stop(stack: Stack, tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         request: pytest.FixtureRequest) -> None:
     """Light and heavy workers process a photo and videos, each job in its pool; a killed heavy
     worker's transcode is recovered, a stopped one drains."""
     engine = stack.engine
@@ -184,6 +185,7 @@ def test_compose_stack_processes_media_survives_a_kill_and_drains_on_stop(stack:
     pg_port, s3_port = stack.port("postgres", 5432), stack.port("s3", 5000)
     conn = psycopg.connect(f"postgresql://contentforge:contentforge@127.0.0.1:{pg_port}/contentforge",
                            autocommit=True, row_factory=dict_row)
+    request.addfinalizer(conn.close)  # also when an assertion fails (else a ResourceWarning hits a later test)
     storage = open_storage(f"s3://contentforge/media?endpoint_url=http://127.0.0.1:{s3_port}&region=us-east-1")
     tenant = f.tenant(conn)
     user = f.user(conn)
