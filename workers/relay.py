@@ -6,7 +6,9 @@
 - Every ``sweep_interval_seconds`` (and when a delayed job becomes ready) it also reclaims expired
   leases (``reclaim_expired_jobs``), purges finished jobs older than the retention in one bounded
   batch, and tops up. So a nudge lost in Redis (flushed, restarted, never sent) delays a job by at
-  most one sweep interval, and a dead worker's job runs again soon after its lease expires.
+  most one sweep interval, and a dead worker's job runs again soon after its lease expires. The
+  sweep also publishes a wake-up on the queue whenever ready rows remain, so a nudge whose wake-up
+  was lost (Redis pub/sub delivers at most once) waits at most one sweep interval as well.
 - One relay is active per database: it holds a session advisory lock on its LISTEN connection.
   Others wait on standby and take over when that connection goes away.
 
@@ -25,13 +27,12 @@ from typing import Any
 import dramatiq
 import psycopg
 import redis
-from dramatiq.brokers.redis import RedisBroker
 
 from contentforge.db import open_connection
 from contentforge.errors import BrokerUnavailable, DatabaseUnavailable
 from contentforge.logging import get_logger
 from schema.named_queries import queries
-from workers.broker import ACTOR_NAME, queue_size
+from workers.broker import ACTOR_NAME, WakingRedisBroker, queue_size
 from workers.claim import JobStore
 
 log = get_logger(__name__)
@@ -52,7 +53,7 @@ RECLAIM_BATCH = 1000
 
 
 class Relay:
-    def __init__(self, *, database_url: str, broker: RedisBroker, queue_name: str, lease_seconds: int,
+    def __init__(self, *, database_url: str, broker: WakingRedisBroker, queue_name: str, lease_seconds: int,
                  sweep_interval: float, retention_days: int, max_nudges: int = 1000) -> None:
         self.database_url = database_url
         self.broker = broker
@@ -69,13 +70,17 @@ class Relay:
 
     # --- the steps ------------------------------------------------------------------------
     def nudge(self, count: int) -> None:
+        """Send ``count`` nudges, then one wake-up for the queue's idle consumers."""
         for _ in range(count):
             self.broker.enqueue(dramatiq.Message(queue_name=self.queue_name, actor_name=ACTOR_NAME,
-                                                 args=(), kwargs={}, options={}))
+                                                 args=(), kwargs={}, options={}), wake=False)
         self.nudges_sent += count
+        self.broker.wake(self.queue_name)
 
-    def top_up(self) -> int:
-        """Send nudges until the queue holds at least one per ready job (up to the cap)."""
+    def top_up(self, *, wake: bool = False) -> int:
+        """Send nudges until the queue holds at least one per ready job (up to the cap). With
+        ``wake`` (the sweep), wake the queue's consumers even when no nudge was missing: the
+        nudges waiting may be ones whose wake-up was lost."""
         ready, self._next_ready = self.store.queue_ready(self.max_nudges)
         if ready == 0:
             return 0
@@ -83,6 +88,8 @@ class Relay:
         if missing > 0:
             self.nudge(missing)
             return missing
+        if wake:
+            self.broker.wake(self.queue_name)
         return 0
 
     def sweep(self) -> dict[str, int]:
@@ -91,7 +98,7 @@ class Relay:
             log.warning("lease expired; job reclaimed", job_id=str(row["job_id"]), new_status=row["new_status"])
         purged = self._housekeeping("purge finished jobs",
                                     lambda: self.store.purge_finished(self.retention_days, PURGE_BATCH), 0)
-        sent = self.top_up()
+        sent = self.top_up(wake=True)
         return {"reclaimed": len(reclaimed), "purged": purged, "nudged": sent}
 
     @staticmethod
