@@ -1,8 +1,10 @@
 """The relay: turns ready pending rows into nudges on the Dramatiq queue.
 
-- It LISTENs on ``contentforge_jobs`` (sent at commit by enqueue, retry and release), and on each
-  wake-up *tops up* the queue: it counts ready pending rows (capped at ``relay_max_nudges``) and
-  sends as many nudges as that count exceeds the nudges already waiting in Redis.
+- It LISTENs on ``contentforge_jobs`` (sent at commit by enqueue, retry and release). On each
+  notification it first sends one nudge at once if none is waiting (an idle worker starts without
+  waiting for a query), then *tops up* the queue: it counts ready pending rows (capped at
+  ``relay_max_nudges``) and sends as many nudges as that count exceeds the nudges already waiting
+  in Redis. Each batch of nudges is followed by one wake-up on the queue's channel (workers/broker.py).
 - Every ``sweep_interval_seconds`` (and when a delayed job becomes ready) it also reclaims expired
   leases (``reclaim_expired_jobs``), purges finished jobs older than the retention in one bounded
   batch, and tops up. So a nudge lost in Redis (flushed, restarted, never sent) delays a job by at
@@ -77,14 +79,24 @@ class Relay:
         self.nudges_sent += count
         self.broker.wake(self.queue_name)
 
-    def top_up(self, *, wake: bool = False) -> int:
-        """Send nudges until the queue holds at least one per ready job (up to the cap). With
+    def notified(self) -> int:
+        """A commit announced ready work: when no nudge is waiting, send one at once, before
+        counting (the count is a query; an idle worker should not wait for it), then top up."""
+        sent = 0
+        if queue_size(self.broker, self.queue_name) == 0:
+            self.nudge(1)
+            sent = 1
+        return sent + self.top_up(already_sent=sent)
+
+    def top_up(self, *, wake: bool = False, already_sent: int = 0) -> int:
+        """Send nudges until the queue holds at least one per ready job (up to the cap), counting
+        ``already_sent`` nudges just sent as waiting (a worker may have fetched them already). With
         ``wake`` (the sweep), wake the queue's consumers even when no nudge was missing: the
         nudges waiting may be ones whose wake-up was lost."""
         ready, self._next_ready = self.store.queue_ready(self.max_nudges)
         if ready == 0:
             return 0
-        missing = min(ready, self.max_nudges) - queue_size(self.broker, self.queue_name)
+        missing = min(ready, self.max_nudges) - queue_size(self.broker, self.queue_name) - already_sent
         if missing > 0:
             self.nudge(missing)
             return missing
@@ -168,7 +180,9 @@ class Relay:
             notified = False
             for _ in conn.notifies(timeout=min(wait, 0.5), stop_after=1):
                 notified = True
-            if notified or (self._next_ready is not None and datetime.now(UTC) >= self._next_ready):
+            if notified:
+                self._guarded(self.notified)
+            elif self._next_ready is not None and datetime.now(UTC) >= self._next_ready:
                 self._guarded(self.top_up)
 
     def _guarded(self, step: Any) -> None:

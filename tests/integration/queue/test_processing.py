@@ -116,8 +116,9 @@ def test_asset_rolls_up_its_jobs(in_process, world: World, conn: psycopg.Connect
     assert asset["processing_status"] == "failed"
     assert asset["processing_progress"] == 100
     assert "failure requested" in asset["processing_error"]
-    conn.execute("SELECT retry_asset_job(%s)", (bad,))
+    # Parameters first: a woken worker may claim the retried job before a later statement.
     conn.execute("UPDATE asset_processing_jobs SET input_params = '{}' WHERE id = %s", (bad,))
+    conn.execute("SELECT retry_asset_job(%s)", (bad,))
     wait_status(conn, bad, "completed")
     asset = conn.execute("SELECT processing_status, processing_error FROM assets WHERE id = %s",
                          (world.asset,)).fetchone()
