@@ -17,7 +17,9 @@ Each run starts the workers, runs a warm-up of --warmup jobs, waits until they a
 Latency (separate runs, 1 process x threads, idle workers): --latency-jobs jobs queued one at a time
 --latency-gap seconds apart; the time from a job's created_at to the start of its run (ours:
 started_at, set by the claim; Procrastinate: its "started" event; graphile-worker: measured in its
-task handler, so it also counts the hand-over to JavaScript). Machine load (1-minute average) at
+task handler, so it also counts the hand-over to JavaScript); also from the moment the enqueue's
+commit returned to the client to the start (the wake-up path alone: on this machine a commit's WAL
+flush alone takes milliseconds, and created_at is set before it). Machine load (1-minute average) at
 each run's start and end. Medians over repetitions.
 
 graphile-worker (npm) is installed by this script into a temporary folder, never into the project;
@@ -146,7 +148,9 @@ class System:
     def enqueue_one(self) -> Any: ...
     def active(self) -> int: ...
     def clear_jobs(self) -> None: ...
-    def latencies(self, ids: list[Any]) -> list[float]: ...
+    def latencies(self, ids: list[Any]) -> dict[Any, tuple[float, float]]:
+        """Per job id: (created, started), seconds since the epoch (the same machine's clock)."""
+        ...
     def redis_cpu(self) -> float:
         return 0.0
 
@@ -205,18 +209,25 @@ class Ours(System):
     template = "cf_bench_tpl_contentforge"
     assets = 1000
 
-    def __init__(self, redis: RedisServer) -> None:
+    def __init__(self, redis: RedisServer, tree: Path = ROOT, name: str = "contentforge") -> None:
         super().__init__()
         self.redis = redis
         self.seq = 0
+        self.tree = tree  # a source tree (the baseline: a copy of an earlier commit)
+        self.name = name
+        self.template = f"cf_bench_tpl_{name.replace('-', '_')}"
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTFORGE_")}
+        env["PYTHONPATH"] = str(self.tree)
+        return env
 
     def make_template(self) -> None:
-        from contentforge.api import set_test_job_types
-        from schema import migrate
-
         url = create_db(self.template)
-        migrate(url)
-        set_test_job_types(url, True)  # noop is test-only
+        # The tree's own migrations (and switch for test-only job types), in a subprocess.
+        subprocess.run([sys.executable, "-c", "import sys; from schema import migrate; from contentforge.api import "
+                        "set_test_job_types; migrate(sys.argv[1]); set_test_job_types(sys.argv[1], True)", url],
+                       env=self._env(), cwd=self.tree, check=True)
         with psycopg.connect(url, autocommit=True) as c:
             tenant = c.execute("INSERT INTO tenants (name, slug) VALUES ('bench', 'bench') RETURNING id").fetchone()[0]
             c.execute("""INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)
@@ -224,12 +235,12 @@ class Ours(System):
                          FROM generate_series(1, %(n)s) g""", {"t": tenant, "n": self.assets})
 
     def spawn(self, url: str, processes: int, threads: int, *, latency: bool) -> list[subprocess.Popen[bytes]]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTFORGE_")}
+        env = self._env()
         env.update({"DATABASE_URL": url, "REDIS_URL": self.redis.url, "STORAGE_URL": "file:///tmp/cf-bench-storage",
                     "CONTENTFORGE_QUEUE_NAME": self.db, "CONTENTFORGE_METRICS_PORT": "0",
                     "CONTENTFORGE_LOG_LEVEL": "WARNING", "CONTENTFORGE_LOG_FORMAT": "json"})
         proc = subprocess.Popen([sys.executable, "-m", "cli", "worker", "--processes", str(processes),
-                                 "--threads", str(threads)], env=env, start_new_session=True, cwd=ROOT,
+                                 "--threads", str(threads)], env=env, start_new_session=True, cwd=self.tree,
                                 stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         assert self.conn
@@ -265,11 +276,11 @@ class Ours(System):
         assert self.conn
         self.conn.execute("DELETE FROM asset_processing_jobs")
 
-    def latencies(self, ids: list[Any]) -> list[float]:
+    def latencies(self, ids: list[Any]) -> dict[Any, tuple[float, float]]:
         assert self.conn
-        return [float(r[0]) for r in self.conn.execute(
-            "SELECT extract(epoch FROM started_at - created_at) * 1000 FROM asset_processing_jobs WHERE id = ANY(%s)",
-            (ids,))]
+        return {r[0]: (float(r[1]), float(r[2])) for r in self.conn.execute(
+            "SELECT id, extract(epoch FROM created_at), extract(epoch FROM started_at) FROM asset_processing_jobs "
+            "WHERE id = ANY(%s)", (ids,))}
 
     def redis_cpu(self) -> float:
         return self.redis.cpu()
@@ -315,9 +326,9 @@ class Graphile(System):
         assert self.conn
         self.conn.execute("DELETE FROM graphile_worker._private_jobs")
 
-    def latencies(self, ids: list[Any]) -> list[float]:
+    def latencies(self, ids: list[Any]) -> dict[Any, tuple[float, float]]:
         wanted = set(ids)
-        got: dict[str, float] = {}
+        got: dict[Any, tuple[float, float]] = {}
         for p in self.procs:  # the handler's lines; the workers are stopped to read them to the end
             os.killpg(p.pid, signal.SIGTERM)
             assert p.stdout
@@ -325,8 +336,8 @@ class Graphile(System):
                 if line.startswith("{"):
                     row = json.loads(line)
                     if row["id"] in wanted:
-                        got[row["id"]] = float(row["ms"])
-        return list(got.values())
+                        got[row["id"]] = (row["created"] / 1000, row["at"] / 1000)
+        return got
 
 
 class Procrastinate(System):
@@ -376,12 +387,12 @@ class Procrastinate(System):
         assert self.conn
         self.conn.execute("DELETE FROM procrastinate_jobs")
 
-    def latencies(self, ids: list[Any]) -> list[float]:
+    def latencies(self, ids: list[Any]) -> dict[Any, tuple[float, float]]:
         assert self.conn
-        return [float(r[0]) for r in self.conn.execute("""
-            SELECT extract(epoch FROM s.at - d.at) * 1000 FROM procrastinate_events d
+        return {r[0]: (float(r[1]), float(r[2])) for r in self.conn.execute("""
+            SELECT d.job_id, extract(epoch FROM d.at), extract(epoch FROM s.at) FROM procrastinate_events d
             JOIN procrastinate_events s ON s.job_id = d.job_id AND s.type = 'started'
-            WHERE d.type = 'deferred' AND d.job_id = ANY(%s)""", (ids,))]
+            WHERE d.type = 'deferred' AND d.job_id = ANY(%s)""", (ids,))}
 
 
 def install_graphile(version: str, folder: Path) -> str:
@@ -429,17 +440,25 @@ def latency_run(system: System, run: str, state: str, threads: int, args: argpar
         system.enqueue_batch(args.warmup)
         system.wait_idle()
         time.sleep(1.0)
-        ids = []
+        committed: dict[Any, float] = {}
         for _ in range(args.latency_jobs):
-            ids.append(system.enqueue_one())
+            job_id = system.enqueue_one()
+            committed[job_id] = time.time()  # the enqueue's commit has returned
             time.sleep(args.latency_gap)
         system.wait_idle()
         time.sleep(0.5)
-        ms = sorted(system.latencies(ids))
+        times = system.latencies(list(committed))
     finally:
         system.close()
-    assert len(ms) == len(ids), f"{system.name}: {len(ms)} latencies for {len(ids)} jobs"
-    return {"p50_ms": statistics.median(ms), "p99_ms": ms[max(int(len(ms) * 0.99) - 1, 0)], "load": [load_start, load()]}
+    assert len(times) == len(committed), f"{system.name}: {len(times)} latencies for {len(committed)} jobs"
+    ms = sorted((started - created) * 1000 for created, started in times.values())
+    after_commit = sorted((started - committed[i]) * 1000 for i, (_, started) in times.items())
+    return {"p50_ms": statistics.median(ms), "p99_ms": _p99(ms), "commit_p50_ms": statistics.median(after_commit),
+            "commit_p99_ms": _p99(after_commit), "load": [load_start, load()]}
+
+
+def _p99(values: list[float]) -> float:
+    return values[max(int(len(values) * 0.99) - 1, 0)]
 
 
 def med(runs: list[dict], key: str) -> float:
@@ -472,14 +491,15 @@ def table(results: dict, systems: list[str]) -> str:
                 f"| {med(runs, 'cpu_ms_per_job'):.2f} ({med(runs, 'worker_ms_per_job'):.2f} + {med(runs, 'postgres_ms_per_job'):.2f}"
                 f" + {med(runs, 'redis_ms_per_job'):.2f}) | {med(runs, 'idle_ms_per_s'):.1f} ({med(runs, 'idle_ms_per_s_per_process'):.1f}) "
                 f"| {_loads(runs)} |")
-    lines += ["", "| tables | system | latency p50 ms | p99 ms (runs) | load start→end |", "|---|---|---|---|---|"]
+    lines += ["", "| tables | system | created→started p50 ms | p99 ms (runs p50/p99) | commit returned→started p50 | p99 | load start→end |",
+              "|---|---|---|---|---|---|---|"]
     for state, by_system in results["latency"].items():
         for name in systems:
             runs = by_system.get(name)
             if not runs:
                 continue
             lines.append(f"| {state} | {name} | {med(runs, 'p50_ms'):.1f} | {med(runs, 'p99_ms'):.1f} "
-                         f"({_pairs(runs)}) "
+                         f"({_pairs(runs)}) | {med(runs, 'commit_p50_ms'):.1f} | {med(runs, 'commit_p99_ms'):.1f} "
                          f"| {_loads(runs)} |")
     return "\n".join(lines)
 
@@ -534,6 +554,8 @@ def main() -> int:
     ap.add_argument("--procrastinate-python", help="a Python with procrastinate installed (its own virtualenv)")
     ap.add_argument("--graphile-version", default="latest")
     ap.add_argument("--redis-port", type=int, default=6391)
+    ap.add_argument("--baseline-tree", type=Path,
+                    help="also run contentforge from this source tree (a copy of an earlier commit) as 'contentforge-before'")
     ap.add_argument("--bloat-jobs", type=int, default=0)
     ap.add_argument("--bloat-batch", type=int, default=10000)
     ap.add_argument("--bloat-vacuum-every", type=int, default=0)
@@ -543,12 +565,14 @@ def main() -> int:
     redis = RedisServer(args.redis_port)
     npm_dir = Path(tempfile.mkdtemp(prefix="cf-bench-graphile-"))
     results: dict[str, Any] = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
-                               "args": vars(args), "throughput": {}, "latency": {}, "versions": {}}
+                               "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "throughput": {}, "latency": {}, "versions": {}}
     systems: list[System] = []
     try:
         for name in wanted:
             if name == "contentforge":
                 systems.append(Ours(redis))
+                if args.baseline_tree:
+                    systems.append(Ours(redis, args.baseline_tree.resolve(), "contentforge-before"))
             elif name == "graphile":
                 results["versions"]["graphile-worker"] = install_graphile(args.graphile_version, npm_dir)
                 systems.append(Graphile(npm_dir / "node_modules"))
