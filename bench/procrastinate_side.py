@@ -1,95 +1,56 @@
 """Procrastinate's side of bench_queue.py; runs in its own venv (procrastinate is not a project
-dependency). Prints one JSON object.
+dependency). bench_queue.py queues the jobs and reads the results with SQL; this only installs the
+schema and runs workers.
 
-    python procrastinate_side.py DSN throughput JOBS PROCESSES CONCURRENCY
-    python procrastinate_side.py DSN latency JOBS GAP_SECONDS
+    python procrastinate_side.py schema DSN
+    python procrastinate_side.py work DSN PROCESSES CONCURRENCY DELETE_JOBS   (prints "ready"; runs until SIGTERM)
+
+Default mode: LISTEN/NOTIFY with the default polling interval. Tasks: "noop" on queue "bench".
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import multiprocessing
-import statistics
+import signal
 import sys
-import time
 
 import procrastinate
-import psycopg
 
-DSN = sys.argv[1]
+DSN = sys.argv[2]
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=DSN))
 
 
 @app.task(queue="bench", name="noop")
-async def noop(n: int) -> None:
+async def noop(**_: object) -> None:
     return None
 
 
-def _work(concurrency: int, wait: bool, delete: str = "successful") -> None:
+def _work(concurrency: int, delete: str) -> None:
+    logging.basicConfig(level=logging.WARNING)
     with app.open():
-        app.run_worker(queues=["bench"], concurrency=concurrency, wait=wait, install_signal_handlers=False,
-                       delete_jobs=delete)
+        app.run_worker(queues=["bench"], concurrency=concurrency, wait=True, delete_jobs=delete)
 
 
-def _reset() -> None:
-    with psycopg.connect(DSN, autocommit=True) as c:
-        c.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    with app.open():
-        app.schema_manager.apply_schema()
-
-
-def _waiting() -> int:
-    with psycopg.connect(DSN) as c:
-        return c.execute("SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')").fetchone()[0]
-
-
-def throughput(jobs: int, processes: int, concurrency: int) -> dict:
-    """Like ours: workers already up and idle, all jobs queued in one statement, timed from its
-    commit until none is waiting or running (Procrastinate deletes succeeded jobs)."""
-    _reset()
-    procs = [multiprocessing.Process(target=_work, args=(concurrency, True)) for _ in range(processes)]
+def main() -> int:
+    mode = sys.argv[1]
+    if mode == "schema":
+        with app.open():
+            app.schema_manager.apply_schema()
+        return 0
+    processes, concurrency, delete = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    procs = [multiprocessing.Process(target=_work, args=(concurrency, delete)) for _ in range(processes)]
     for p in procs:
         p.start()
-    time.sleep(2.0)  # processes up and listening
-    with app.open():
-        noop.batch_defer(*[{"n": i} for i in range(jobs)])
-    started = time.perf_counter()
-    while _waiting():
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - started
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # after the start: children keep theirs
+    print("ready", flush=True)
+    signal.sigwait({signal.SIGTERM})  # no CPU while waiting (counted in the idle figures)
     for p in procs:
         p.terminate()
     for p in procs:
         p.join()
-    with psycopg.connect(DSN) as c:
-        left = c.execute("SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'").fetchone()[0]
-    return {"jobs": jobs, "seconds": elapsed, "jobs_per_s": jobs / elapsed, "not_succeeded": left}
-
-
-def latency(jobs: int, gap: float) -> dict:
-    _reset()
-    proc = multiprocessing.Process(target=_work, args=(1, True, "never"))
-    proc.start()
-    time.sleep(2)
-    with app.open():
-        for i in range(jobs):
-            noop.defer(n=i)
-            time.sleep(gap)
-    time.sleep(1)
-    proc.terminate()
-    proc.join()
-    with psycopg.connect(DSN) as c:
-        rows = c.execute("""
-            SELECT extract(epoch FROM s.at - d.at) * 1000 FROM procrastinate_events d
-            JOIN procrastinate_events s ON s.job_id = d.job_id AND s.type = 'started'
-            WHERE d.type = 'deferred'""").fetchall()
-    ms = sorted(float(r[0]) for r in rows)
-    return {"samples": len(ms), "p50_ms": statistics.median(ms), "p99_ms": ms[int(len(ms) * 0.99) - 1]}
+    return 0
 
 
 if __name__ == "__main__":
-    mode = sys.argv[2]
-    if mode == "throughput":
-        print(json.dumps(throughput(int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))))
-    else:
-        print(json.dumps(latency(int(sys.argv[3]), float(sys.argv[4]))))
+    sys.exit(main())

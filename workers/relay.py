@@ -1,15 +1,18 @@
 """The relay: turns ready pending rows into nudges on the Dramatiq queue.
 
-- It LISTENs on ``contentforge_jobs`` (sent at commit by enqueue, retry and release), and on each
-  wake-up *tops up* the queue: it counts ready pending rows (capped at ``relay_max_nudges``) and
-  sends as many nudges as that count exceeds the nudges already waiting in Redis.
+- It LISTENs on ``contentforge_jobs`` (sent at commit by enqueue, retry and release). On each
+  notification it first sends one nudge at once if none is waiting (an idle worker starts without
+  waiting for a query), then *tops up* the queue: it counts ready pending rows (capped at
+  ``relay_max_nudges``) and sends as many nudges as that count exceeds the nudges already waiting
+  in Redis. Each batch of nudges is followed by one wake-up on the queue's channel (workers/broker.py).
 - Every ``sweep_interval_seconds`` (and when a delayed job becomes ready) it also reclaims expired
   leases (``reclaim_expired_jobs``), purges finished jobs older than the retention in one bounded
   batch, and tops up. So a nudge lost in Redis (flushed, restarted, never sent) delays a job by at
-  most one sweep interval, and a dead worker's job runs again soon after its lease expires.
+  most one sweep interval, and a dead worker's job runs again soon after its lease expires. The
+  sweep also publishes a wake-up on the queue whenever ready rows remain, so a nudge whose wake-up
+  was lost (Redis pub/sub delivers at most once) waits at most one sweep interval as well.
 - One relay is active per database: it holds a session advisory lock on its LISTEN connection.
   Others wait on standby and take over when that connection goes away.
-
 - Per pool: workers serving a pool of job types read that pool's own queue (``workers.pools``).
   Each top-up reads the pools the supervisors report in ``app_private.worker_pools`` and tops up
   each pool's queue with the ready jobs of that pool's types (paused jobs left out), up to the
@@ -32,13 +35,12 @@ from typing import Any
 import dramatiq
 import psycopg
 import redis
-from dramatiq.brokers.redis import RedisBroker
 
 from contentforge.db import open_connection
 from contentforge.errors import BrokerUnavailable, DatabaseUnavailable
 from contentforge.logging import get_logger
 from schema.named_queries import queries
-from workers.broker import ACTOR_NAME, queue_size
+from workers.broker import ACTOR_NAME, WakingRedisBroker, queue_size
 from workers.claim import JobStore
 from workers.pools import POOL_STALE_SECONDS
 
@@ -60,7 +62,7 @@ RECLAIM_BATCH = 1000
 
 
 class Relay:
-    def __init__(self, *, database_url: str, broker: RedisBroker, queue_name: str, lease_seconds: int,
+    def __init__(self, *, database_url: str, broker: WakingRedisBroker, queue_name: str, lease_seconds: int,
                  sweep_interval: float, retention_days: int, max_nudges: int = 1000,
                  pool_max_nudges: int = 1000) -> None:
         self.database_url = database_url
@@ -80,14 +82,17 @@ class Relay:
 
     # --- the steps ------------------------------------------------------------------------
     def nudge(self, count: int, queue_name: str | None = None) -> None:
+        """Send ``count`` nudges to ``queue_name`` (default: the relay's own queue), then one wake-up
+        for that queue's idle consumers."""
         queue = queue_name or self.queue_name
         if queue not in self._declared:
             self.broker.declare_queue(queue)
             self._declared.add(queue)
         for _ in range(count):
             self.broker.enqueue(dramatiq.Message(queue_name=queue, actor_name=ACTOR_NAME,
-                                                 args=(), kwargs={}, options={}))
+                                                 args=(), kwargs={}, options={}), wake=False)
         self.nudges_sent += count
+        self.broker.wake(queue)
 
     def pools(self) -> list[tuple[str, list[str] | None, int]]:
         """(queue, job types or None for all, most nudges) of every pool to nudge."""
@@ -96,21 +101,39 @@ class Relay:
             return [(self.queue_name, None, self.max_nudges)]
         return [(p["queue_name"], p["job_types"], min(self.pool_max_nudges, int(p["threads"]))) for p in reported]
 
-    def top_up(self) -> int:
+    def notified(self) -> int:
+        """A commit announced ready work. With one pool that takes every job type (the default
+        deployment), send one nudge at once if none is waiting, before counting (the count is a
+        query; an idle worker should not wait for it); then top up every pool. With several pools
+        the notification does not say which pool the work is for, and a nudge must never wake a
+        worker that cannot take the job, so they are topped up from their counts only."""
+        pools = self.pools()
+        sent = 0
+        if len(pools) == 1 and pools[0][1] is None and queue_size(self.broker, pools[0][0]) == 0:
+            self.nudge(1, pools[0][0])
+            sent = 1
+        return sent + self.top_up(already_sent=sent, pools=pools)
+
+    def top_up(self, *, wake: bool = False, already_sent: int = 0,
+               pools: list[tuple[str, list[str] | None, int]] | None = None) -> int:
         """Send nudges until each pool's queue holds at least one per ready job of its types (up to
-        its cap)."""
+        its cap), counting ``already_sent`` nudges just sent to a single pool as waiting (a worker
+        may have fetched them already). With ``wake`` (the sweep), wake a pool's consumers even
+        when no nudge was missing: the nudges waiting may be ones whose wake-up was lost."""
         sent = 0
         next_ready: datetime | None = None
-        for queue, job_types, cap in self.pools():
+        for queue, job_types, cap in pools if pools is not None else self.pools():
             ready, upcoming = self.store.queue_ready(cap, job_types)
             if upcoming is not None and (next_ready is None or upcoming < next_ready):
                 next_ready = upcoming
             if ready == 0:
                 continue
-            missing = min(ready, cap) - queue_size(self.broker, queue)
+            missing = min(ready, cap) - queue_size(self.broker, queue) - already_sent
             if missing > 0:
                 self.nudge(missing, queue)
                 sent += missing
+            elif wake:
+                self.broker.wake(queue)
         self._next_ready = next_ready
         return sent
 
@@ -120,7 +143,7 @@ class Relay:
             log.warning("lease expired; job reclaimed", job_id=str(row["job_id"]), new_status=row["new_status"])
         purged = self._housekeeping("purge finished jobs",
                                     lambda: self.store.purge_finished(self.retention_days, PURGE_BATCH), 0)
-        sent = self.top_up()
+        sent = self.top_up(wake=True)
         return {"reclaimed": len(reclaimed), "purged": purged, "nudged": sent}
 
     @staticmethod
@@ -190,7 +213,9 @@ class Relay:
             notified = False
             for _ in conn.notifies(timeout=min(wait, 0.5), stop_after=1):
                 notified = True
-            if notified or (self._next_ready is not None and datetime.now(UTC) >= self._next_ready):
+            if notified:
+                self._guarded(self.notified)
+            elif self._next_ready is not None and datetime.now(UTC) >= self._next_ready:
                 self._guarded(self.top_up)
 
     def _guarded(self, step: Any) -> None:
