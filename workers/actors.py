@@ -7,11 +7,13 @@ busy queue does not wait for one message per job; the completion of one job and 
 next are one statement (``complete_and_claim``), one round trip and one commit. For each job it:
 claims the row (lease), downloads the original when the job type needs it into the thread's
 scratch directory (reused and emptied between jobs), calls :func:`jobs.run_job`, uploads the
-outputs to deterministic keys, and completes the row and updates the asset in one transaction.
-A per-process heartbeat thread renews every running job's lease each ``lease_seconds / 3`` and
-reports its progress; when a heartbeat finds the job no longer ours (cancelled, or reclaimed after
-the lease expired) the job's progress callback raises :class:`JobStopped` and its result is
-discarded.
+outputs to keys of this attempt (:mod:`contentforge.output_keys`), and completes the row and updates
+the asset in one transaction.
+A per-process heartbeat thread renews every running job's lease three times within
+``lease - margin`` and reports its progress; a self-fence thread stops a job whose lease could not
+be renewed before ``lease - margin`` (workers.fence); when a heartbeat finds the job no longer
+ours (cancelled, or reclaimed after the lease expired) the job's progress callback raises
+:class:`JobStopped` (and its ffmpeg is killed) and its result is discarded.
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ import redis
 from contentforge.db import PREPARED_AFTER_RUNS
 from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
+from contentforge.output_keys import output_key
 from contentforge.services import storage_url
 from contentforge.settings import Settings
 from contentforge.storage import Storage, StorageKeyMissing, StorageUnavailable, open_storage
 from jobs import JOB_TYPES, JobInterrupted, PermanentJobError, TransientJobError, run_job
 from jobs.result import JobResult
+from jobs.stopping import StopSignal
+from jobs.stopping import bound as stop_signal
 from workers.broker import ACTOR_NAME
 from workers.claim import AssetUpdate, ClaimedJob, JobStore, retry_delay
+from workers.fence import LeaseRenewer, SelfFence, connection_timeouts, renew_interval, renew_timeout
 from workers.job_options import media_limits, speech_defaults
 from workers.middleware import JobRecord, job_context
 from workers.scratch import SCRATCH_PREFIX, remove_scratch_of_dead_workers
@@ -68,11 +74,27 @@ class ActiveJob:
     progress: int = 0
     stopped: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
-    last_renewed: float = field(default_factory=time.monotonic)
+    #: Monotonic send time of the last renewal that succeeded (at first: of the claim); the
+    #: self-fence stops the job at lease - margin after it (workers.fence).
+    last_renewed: float = 0.0
+    #: Kills the job's ffmpeg when the job is stopped, even if it reports no progress.
+    signal: StopSignal = field(default_factory=StopSignal)
+
+    def __post_init__(self) -> None:
+        if not self.last_renewed:
+            self.last_renewed = self.job.lease_from or time.monotonic()
+
+    @property
+    def job_id(self) -> Any:
+        return self.job.id
+
+    def is_stopped(self) -> bool:
+        return self.stopped.is_set()
 
     def stop(self, reason: str) -> None:
         self.reason = reason
         self.stopped.set()
+        self.signal.stop(reason)
 
     def report(self, fraction: float) -> None:
         """The job's progress callback: records progress, and stops the job when told to."""
@@ -91,7 +113,13 @@ class Runtime:
         # "auto" left unresolved (a worker started on its own) is the safe "off".
         prepared = settings.worker_prepared_statements == "on"
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
-                              prepare_threshold=PREPARED_AFTER_RUNS if prepared else None)
+                              prepare_threshold=PREPARED_AFTER_RUNS if prepared else None,
+                              connect_options=connection_timeouts(settings.lease_seconds))
+        # Self-fencing (workers.fence): renewals on a connection whose waits are bounded, and a
+        # watchdog that stops a job whose lease could not be renewed in time.
+        self.renewer = LeaseRenewer(database_url, lease_seconds=settings.lease_seconds,
+                                    timeout_seconds=renew_timeout(settings))
+        self.fence = SelfFence(settings, self.active)
         self.limits = media_limits(settings)
         self.speech = speech_defaults(settings)
         self.stopping = threading.Event()
@@ -120,6 +148,7 @@ class Runtime:
             if not self._heartbeat_started:
                 self._heartbeat_started = True
                 self._heartbeat.start()
+                self.fence.start()
 
     def remove(self, active: ActiveJob) -> None:
         with self._lock:
@@ -132,12 +161,12 @@ class Runtime:
     def _heartbeat_loop(self) -> None:
         """Renew every running job's lease until the process ends.
 
-        No exception ends this thread: a failed renewal (PostgreSQL unreachable, a statement
-        timeout, a read-only standby after a failover, a bug) is logged and retried at the next
-        beat, and a job is stopped only once its lease can no longer have been renewed (its last
-        renewal is older than the lease), when another worker may already be running it.
+        No exception ends this thread: a failed renewal (PostgreSQL unreachable, a timeout, a
+        read-only standby after a failover, a bug) is logged and retried at the next beat. Renewals
+        run three times within lease - margin, and each is bounded by less than the margin; a job
+        whose lease could not be renewed in time is stopped by the self-fence (workers.fence).
         """
-        interval = self.settings.lease_seconds / 3
+        interval = renew_interval(self.settings)
         while True:
             time.sleep(interval)
             try:
@@ -149,16 +178,15 @@ class Runtime:
         for active in self.active():
             if active.stopped.is_set():
                 continue
+            sent = time.monotonic()  # the renewed lease runs from no earlier than this
             try:
-                ours = self.store.heartbeat(active.job.id, active.worker_id, active.progress)
-            except Exception as exc:  # noqa: BLE001 - logged; the job stops only when its lease is gone
-                if time.monotonic() - active.last_renewed > self.settings.lease_seconds:
-                    active.stop(f"the lease expired while it could not be renewed ({exc.__class__.__name__})")
+                ours = self.renewer.renew(active.job.id, active.worker_id, active.progress)
+            except Exception as exc:  # noqa: BLE001 - logged; the self-fence stops the job in time
                 log.warning("heartbeat failed", job_id=str(active.job.id),
                             error=f"{exc.__class__.__name__}: {str(exc).strip()}")
                 continue
             if ours:
-                active.last_renewed = time.monotonic()
+                active.last_renewed = sent
             else:
                 active.stop("the job was cancelled or its lease was taken over")
 
@@ -211,6 +239,7 @@ class Runtime:
 
     def close(self) -> None:
         self.store.close()
+        self.renewer.close()
         if self._scratch_root is not None:
             shutil.rmtree(self._scratch_root, ignore_errors=True)
 
@@ -406,10 +435,15 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
                         f"Supabase Storage object {ingested['bucket_id']}/{ingested['object_name']} "
                         "is not readable yet") from exc
     workdir = tmp / "work"
-    with record.timed("run"):
-        result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,
-                                    active.report, allow_test_jobs=rt.settings.allow_test_jobs,
-                                    speech=rt.speech)
+    with record.timed("run"), stop_signal(active.signal):
+        try:
+            result: JobResult = run_job(job.job_type, source, workdir, dict(job.params), rt.limits,
+                                        active.report, allow_test_jobs=rt.settings.allow_test_jobs,
+                                        speech=rt.speech)
+        except JobInterrupted:
+            if active.stopped.is_set():  # ffmpeg killed by the stop (jobs.stopping)
+                raise JobStopped(active.reason) from None
+            raise
     if active.stopped.is_set():
         raise JobStopped(active.reason)
 
@@ -417,7 +451,13 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
     outputs: list[dict[str, Any]] = []
     with record.timed("upload"):
         for out in result.outputs:
-            key = f"{job.tenant_id}/{job.asset_id}/variants/{out.name}"
+            # Fenced outputs: this attempt's own keys; the completing transaction decides whether the
+            # asset points at them. A stopped job (lease lost or self-fenced) uploads nothing more.
+            if active.stopped.is_set():
+                raise JobStopped(active.reason)
+            if job.claim_token is None:
+                raise RuntimeError("the claim returned no claim_token: migration 0021 is not applied")
+            key = output_key(job.tenant_id, job.asset_id, job.claim_token, out.name)
             rt.storage.put_file(key, out.path, out.content_type)
             entry = {"key": key, "format": out.format, "width": out.width, "height": out.height,
                      "bytes": out.bytes, "content_type": out.content_type}
