@@ -12,6 +12,7 @@ until an operator turns test-only types on in the database (``jobs.params`` has 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -67,6 +68,8 @@ def run(
     if not size:
         return JobResult(data={"slept_seconds": sleep})
     out = workdir / "noop.bin"
-    out.write_bytes(os.urandom(size))
+    data = os.urandom(size)
+    out.write_bytes(data)
+    # The digest lets a test tell which attempt's bytes a stored file holds.
     return JobResult(outputs=(OutputFile("noop.bin", out, "bin", "application/octet-stream", size),),
-                     data={"slept_seconds": sleep})
+                     data={"slept_seconds": sleep, "sha256": hashlib.sha256(data).hexdigest()})
