@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import psycopg
+import psycopg.errors
 
 from contentforge.db import open_connection
 from contentforge.logging import get_logger
@@ -101,7 +102,19 @@ class LeaseRenewer:
 
     def renew(self, job_id: uuid.UUID, worker_id: str, progress: int | None) -> bool:
         """Renew one lease: True when still ours, False when not (cancelled, taken over). Any
-        failure (unreachable, timed out) raises, and the next call opens a new connection."""
+        failure raises. A connection that turns out broken (the server restarted, the session was
+        terminated, a partition) is replaced, and a renewal that failed on an old connection is
+        tried once more on the new one: a recycled session must not cost a renewal round."""
+        reused = self._conn is not None and not self._conn.closed
+        try:
+            return self._renew(job_id, worker_id, progress)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            if not reused or isinstance(exc, psycopg.errors.QueryCanceled):
+                raise
+        return self._renew(job_id, worker_id, progress)
+
+    def _renew(self, job_id: uuid.UUID, worker_id: str, progress: int | None) -> bool:
         try:
             conn = self._connection()
             # One round trip: the statement timeout is local to this transaction (safe through a
@@ -112,8 +125,8 @@ class LeaseRenewer:
                 cur = conn.execute(self._sql, {"job_id": job_id, "worker_id": worker_id,
                                                "lease_seconds": self.lease_seconds, "progress": progress})
             row = cur.fetchone()
-        except Exception:
-            self.close()
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self.close()  # broken, timed out or cancelled: the next renewal starts on a new connection
             raise
         return bool(row and row["ours"])
 

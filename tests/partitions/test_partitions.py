@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
+from tests.integration.queue.conftest import wait_for
 from tests.partitions.cluster import (
     Cluster,
     Host,
@@ -48,17 +48,6 @@ def cluster() -> Iterator[Cluster]:
         c.close()
 
 
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
 def _running_on(cluster: Cluster, host: Host, jobs: list[uuid.UUID]) -> list[uuid.UUID]:
     with cluster.connect() as conn:
         return [r["id"] for r in conn.execute(
@@ -70,14 +59,14 @@ def _partition_case(cluster: Cluster, service: str | None, hold: Callable[[list[
     w1 = cluster.workers[0]
     with cluster.connect() as conn:
         jobs = enqueue_noops(conn, make_assets(conn, 6), sleep_seconds=JOB_SECONDS)
-    victims = _wait(lambda: _running_on(cluster, w1, jobs), 30, f"a job running on {w1.name}")
+    victims = wait_for(lambda: _running_on(cluster, w1, jobs), 30, f"a job running on {w1.name}")
     cluster.cut(w1, service)
     try:
-        _wait(lambda: hold(victims), 30, f"the cut of {w1.name} from {service or 'everything'} to take effect")
+        wait_for(lambda: hold(victims), 30, f"the cut of {w1.name} from {service or 'everything'} to take effect")
     finally:
         cluster.heal(w1)
     with cluster.connect() as conn:
-        _wait(lambda: unfinished(conn, jobs) == 0, 60, "every job to finish after the heal")
+        wait_for(lambda: unfinished(conn, jobs) == 0, 60, "every job to finish after the heal")
     v = verdict(cluster, jobs)
     assert v.ok, v.summary() + f"\n{v}\n--- {w1.name} log tail ---\n{cluster.log(w1)[-3000:]}"
     return v

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import psycopg
@@ -16,23 +15,14 @@ from contentforge.storage import open_storage
 from tests import factories as f
 from tests import media_factories as media
 from tests.integration.queue.conftest import World, job, wait_for, wait_status
+from tests.processes import children_named
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
 
 def _ffmpeg_children() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if stat[stat.index("(") + 1:stat.rindex(")")] == "ffmpeg" and \
-                    int(stat[stat.rindex(")") + 2:].split()[1]) == os.getpid():
-                found.append(int(entry.name))
-    return found
+    return children_named("ffmpeg")
 
 
 def test_a_worker_cut_off_from_postgresql_stops_its_transcode_before_the_lease_expires(

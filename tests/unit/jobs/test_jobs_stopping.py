@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import pytest
 
 from jobs import ffmpeg
 from jobs.errors import JobInterrupted
 from jobs.stopping import StopSignal, bound
+from tests.processes import children_named
 
 
 def _ffmpeg_children() -> list[int]:
-    """PIDs of ffmpeg processes whose parent is this process."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if comm == "ffmpeg" and ppid == os.getpid():
-            found.append(int(entry.name))
-    return found
+    return children_named("ffmpeg")
 
 
 def _silent_encode() -> list[str]:
