@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import random
@@ -818,7 +819,14 @@ class Soak:
 
     # --- the checks -----------------------------------------------------------------------------
     def check(self, drained_at: float | None, table: dict[str, Any]) -> dict[str, Any]:
+        from contentforge.storage import LocalStorage
+        from contentforge.storage_sweep import sweep_outputs
+
         with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as c:
+            # Fenced outputs: attempts that were killed after uploading, or lost their lease, left
+            # files under their own keys; the storage sweep (grace 0: the queue has drained) removes
+            # them, and check 3 then finds exactly the completed jobs' files.
+            swept = sweep_outputs(c, LocalStorage(self.storage), dt.timedelta(0))
             rows = {str(r["id"]): r for r in c.execute(
                 "SELECT id, tenant_id, asset_id, job_type, status, input_params, output_data, error_message, "
                 "error_details, attempts, created_at, started_at, completed_at FROM soak.archive")}
@@ -895,7 +903,8 @@ class Soak:
                         f"{len(expected_keys)} keys from {status['completed']} completed jobs; "
                         f"{len(stored)} in storage; "
                         f"claimed by two jobs {len(dup)}, missing {len(missing)}, stray {len(stray)}, "
-                        f"leftover temp files {len(temp_files)}, not in assets.variants {len(unrecorded)}"
+                        f"leftover temp files {len(temp_files)}, not in assets.variants {len(unrecorded)}; "
+                        f"{swept.removed} files of attempts that lost removed by the sweep"
                         + (f": {(stray + temp_files)[:3]}" if stray or temp_files else "")))
 
         # 4. hostile files failed at once with a readable error naming the problem.

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     #: A running job's lease, in seconds; a worker renews it every third of this while the job runs.
     #: A worker killed mid-job frees its jobs when the lease expires.
     lease_seconds: int = Field(default=30, ge=3)
+    #: Self-fencing: a worker that could not renew a job's lease stops the job (killing ffmpeg) this
+    #: many seconds before the lease could expire, counted on its own monotonic clock from the
+    #: last renewal it sent. Unset: a third of the lease. Must be under half the lease.
+    lease_margin_seconds: float | None = Field(default=None, gt=0)
     #: How often the relay sweeps for pending rows whose nudge may have been lost, in seconds.
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     #: First retry delay after a transient failure, in seconds (doubled each attempt, with jitter).
@@ -153,6 +157,12 @@ class Settings(BaseSettings):
     schedule_analytics: str = "0 */4 * * *"
     schedule_partitions: str = "15 3 * * *"
     schedule_nightly: str = "0 2 * * *"
+    #: The storage sweep: output files no asset points at (losing attempts, replaced results,
+    #: deleted assets) are removed once older than storage_sweep_grace_seconds.
+    schedule_storage_sweep: str = "30 4 * * *"
+    #: Age, in seconds, after which an output file no row points at is removed by the sweep; far
+    #: longer than a lease, so that a late upload of a partitioned worker lands before it counts.
+    storage_sweep_grace_seconds: int = Field(default=86400, ge=0)
     #: How often a standby scheduler tries to become the active one, in seconds.
     scheduler_standby_poll_seconds: float = Field(default=10.0, gt=0)
     #: Monthly engagement partitions kept ready ahead of the current month.
@@ -167,6 +177,18 @@ class Settings(BaseSettings):
     failed_asset_retention_days: int = Field(default=7, ge=0)
     #: Search queries (personal data) are kept this many days.
     search_query_retention_days: int = Field(default=90, ge=1)
+
+    @model_validator(mode="after")
+    def _margin_under_half_the_lease(self) -> Settings:
+        if self.lease_margin_seconds is not None and self.lease_margin_seconds >= self.lease_seconds / 2:
+            raise ValueError(f"lease_margin_seconds ({self.lease_margin_seconds:g}) must be under half of "
+                             f"lease_seconds ({self.lease_seconds}): the lease is renewed within what is left")
+        return self
+
+    @property
+    def lease_margin(self) -> float:
+        """Seconds before a lease's earliest possible expiry at which a worker stops the job."""
+        return self.lease_margin_seconds if self.lease_margin_seconds is not None else self.lease_seconds / 3
 
 
 @lru_cache(maxsize=1)

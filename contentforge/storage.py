@@ -7,7 +7,7 @@
   S3-compatible store (MinIO, Cloudflare R2, Supabase Storage's S3 endpoint) through boto3, with
   credentials from the usual ``AWS_*`` environment variables or instance roles.
 
-Keys are ``/``-separated relative paths (``{tenant}/{asset}/variants/thumb_320.webp``) and are
+Keys are ``/``-separated relative paths (``{tenant}/{asset}/attempts/{token}/variants/thumb_320.webp``) and are
 validated: no empty parts, no ``.`` or ``..``, no leading ``/``, no backslashes or control
 characters. A missing object raises :class:`StorageKeyMissing`; a failure of the store itself
 (unreachable, throttled, 5xx, disk full) raises :class:`StorageUnavailable`, a ``TransientError``
@@ -22,6 +22,8 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -61,6 +63,15 @@ def validate_key(key: str, *, allow_empty: bool = False) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """One stored object as a listing sees it."""
+
+    key: str
+    #: When the object was last written, by the store's clock (file mtime; S3 LastModified), UTC.
+    modified: datetime
+
+
 class Storage(ABC):
     """Put, get, delete and list objects by key."""
 
@@ -87,9 +98,13 @@ class Storage(ABC):
     def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key``."""
 
-    @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Keys under ``prefix/`` (every key when empty), sorted."""
+        return [o.key for o in self.list_objects(prefix)]
+
+    @abstractmethod
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        """Objects under ``prefix/`` (every object when empty) with their write times, by key."""
 
 
 def _delete_prefix_of(prefix: str) -> str:
@@ -174,19 +189,24 @@ class LocalStorage(Storage):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
         base = _prefix_of(prefix)
         folder = self.root / base if base else self.root
         if not folder.is_dir():
             return []
-        keys = []
+        found = []
         for dirpath, _dirnames, filenames in os.walk(folder):
             for filename in filenames:
                 if filename.startswith(".upload-"):
                     continue
-                rel = Path(dirpath, filename).relative_to(self.root).as_posix()
-                keys.append(rel)
-        return sorted(keys)
+                path = Path(dirpath, filename)
+                try:
+                    mtime = path.stat().st_mtime
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                found.append(StoredObject(path.relative_to(self.root).as_posix(),
+                                          datetime.fromtimestamp(mtime, UTC)))
+        return sorted(found, key=lambda o: o.key)
 
 
 class S3Storage(Storage):
@@ -273,15 +293,16 @@ class S3Storage(Storage):
             return False
         return True
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
         full = self.prefix + _prefix_of(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
-        keys: list[str] = []
+        found: list[StoredObject] = []
         pages = self._call("list", prefix, lambda: list(
             paginator.paginate(Bucket=self.bucket, Prefix=full)))
         for page in pages:
-            keys += [obj["Key"][len(self.prefix):] for obj in page.get("Contents", [])]
-        return sorted(keys)
+            found += [StoredObject(obj["Key"][len(self.prefix):], obj["LastModified"].astimezone(UTC))
+                      for obj in page.get("Contents", [])]
+        return sorted(found, key=lambda o: o.key)
 
 
 def open_storage(url: str) -> Storage:

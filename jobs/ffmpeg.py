@@ -31,6 +31,7 @@ import ffmpeg as ffmpeg_python
 
 from jobs.errors import JobInterrupted, PermanentJobError, TransientJobError
 from jobs.result import Progress, no_progress
+from jobs.stopping import current as current_stop
 
 #: Demuxers we let ffmpeg use, keyed by the name ``jobs.probe`` sniffs. Playlist and indirection
 #: demuxers (hls, concat, image2 with patterns, tee, lavfi) are absent on purpose: they open
@@ -241,6 +242,12 @@ def run_argv(
     except FileNotFoundError as exc:
         raise TransientJobError("ffmpeg is not installed on this worker") from exc
     watchdog = _Watchdog(proc, timeout)
+    # A stop of the job (cancelled, lease lost, self-fenced) kills ffmpeg at once, whether or not
+    # it is reporting progress (jobs.stopping).
+    stop = current_stop()
+    stopping = contextlib.ExitStack()
+    if stop is not None:
+        stopping.enter_context(stop.kill_on_stop(proc.kill))
     stderr_chunks: list[bytes] = []
 
     def drain_stderr() -> None:
@@ -277,6 +284,7 @@ def run_argv(
                 _report(progress, min(1.0, int(value) / 1e6 / duration))
         proc.wait()
     finally:
+        stopping.close()
         watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
@@ -288,6 +296,8 @@ def run_argv(
             if pipe is not None:
                 pipe.close()
     stderr = b"".join(stderr_chunks)
+    if stop is not None and stop.stopped:
+        raise JobInterrupted(f"{what} was stopped: {stop.reason}")
     if feed_errors:
         raise feed_errors[0]
     if watchdog.fired:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from jobs.errors import PermanentJobError
 from jobs.images import MAX_VARIANT_COUNT, MAX_VARIANT_WIDTH
-from jobs.noop import MAX_NOOP_SLEEP_SECONDS
+from jobs.noop import MAX_NOOP_OUTPUT_BYTES, MAX_NOOP_SLEEP_SECONDS
 
 Kind = Literal["boolean", "integer", "number", "string", "integer_list", "string_list"]
 
@@ -107,6 +107,8 @@ PARAMS: dict[str, dict[str, Field]] = {
         "crash": Field("boolean"),
         # Free text that makes otherwise identical noop jobs distinct (benchmarks, soak runs).
         "tag": Field("string", 1, MAX_NOOP_TAG_LENGTH, limit="MAX_NOOP_TAG_LENGTH"),
+        # One output file of random bytes (noop.bin): each attempt's differs (tests of fenced outputs).
+        "output_bytes": Field("integer", 0, MAX_NOOP_OUTPUT_BYTES, limit="MAX_NOOP_OUTPUT_BYTES"),
     },
 }
 

@@ -20,8 +20,9 @@ class OutputFile:
     """One file a job produced in its work directory.
 
     ``name`` is the variant's file name, unique across all job types of one asset
-    (``thumb_320.webp``, ``video_720p.mp4``, ``transcript.vtt``): the worker stores it under the
-    deterministic key ``{tenant}/{asset}/variants/{name}``, so a retried job overwrites its outputs.
+    (``thumb_320.webp``, ``video_720p.mp4``, ``transcript.vtt``): the worker stores it under a key of
+    its attempt, ``{tenant}/{asset}/attempts/{claim token}/variants/{name}``, and the asset's row
+    names the current one.
     """
 
     name: str

@@ -212,6 +212,15 @@ def _remove_orphaned_assets(ctx: TaskContext) -> tuple[int, int]:
     return removed, files
 
 
+def storage(ctx: TaskContext) -> TaskResult:
+    """Remove output files no asset points at (losing attempts, replaced results, deleted assets)
+    once older than the grace period (:mod:`contentforge.storage_sweep`)."""
+    from contentforge.storage_sweep import sweep_outputs
+
+    swept = sweep_outputs(ctx.conn, ctx.storage, dt.timedelta(seconds=ctx.settings.storage_sweep_grace_seconds))
+    return TaskResult(swept.removed, swept.as_dict())
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -229,4 +238,5 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("analytics", analytics, "schedule_analytics"),
     Task("partitions", partitions, "schedule_partitions"),
     Task("nightly", nightly, "schedule_nightly"),
+    Task("storage", storage, "schedule_storage_sweep"),
 )}

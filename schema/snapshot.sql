@@ -769,6 +769,7 @@ CREATE TABLE public.asset_processing_jobs (
     started_at timestamp with time zone,
     completed_at timestamp with time zone,
     tenant_priority integer DEFAULT 5 NOT NULL,
+    claim_token uuid,
     CONSTRAINT asset_processing_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT asset_processing_jobs_idempotency_key_check CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= 200))),
     CONSTRAINT asset_processing_jobs_input_params_check CHECK ((jsonb_typeof(input_params) = 'object'::text)),
@@ -781,6 +782,13 @@ CREATE TABLE public.asset_processing_jobs (
     CONSTRAINT jobs_running_has_lease CHECK (((status <> 'running'::text) OR ((worker_id IS NOT NULL) AND (lease_expires_at IS NOT NULL))))
 )
 WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0.02', autovacuum_analyze_scale_factor='0.05');
+
+
+--
+-- Name: COLUMN asset_processing_jobs.claim_token; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.asset_processing_jobs.claim_token IS 'Fencing token of the current attempt: new at every claim; output keys carry it, and only the attempt holding it can point the asset at its files (app_private.record_attempt_outputs).';
 
 
 --
@@ -1746,6 +1754,21 @@ CREATE FUNCTION app_private.max_webhook_endpoints_per_tenant() RETURNS integer
 
 
 --
+-- Name: new_claim_token(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.new_claim_token() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+  NEW.claim_token := gen_random_uuid();
+  RETURN NEW;
+END;
+$$;
+
+
+--
 -- Name: new_webhook_secret(); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
@@ -1770,6 +1793,32 @@ BEGIN
   PERFORM pg_notify('contentforge_jobs', '');
   RETURN NULL;
 END;
+$$;
+
+
+--
+-- Name: output_keys_in_use(text[]); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.output_keys_in_use(p_keys text[]) RETURNS SETOF text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  SELECT k.key
+  FROM unnest(p_keys) AS k(key)
+  CROSS JOIN LATERAL (SELECT split_part(k.key, '/', 1)::uuid AS tenant_id,
+                             split_part(k.key, '/', 2)::uuid AS asset_id,
+                             split_part(k.key, '/', 3) AS kind,
+                             split_part(k.key, '/', 4) AS token) p
+  WHERE EXISTS (
+          SELECT 1 FROM public.assets a
+          WHERE a.tenant_id = p.tenant_id AND a.id = p.asset_id
+            AND ((a.storage_bucket = 'assets' AND a.storage_path = k.key)
+                 OR EXISTS (SELECT 1 FROM jsonb_each(a.variants) v WHERE v.value ->> 'key' = k.key)))
+     OR (p.kind = 'attempts' AND EXISTS (
+          SELECT 1 FROM public.asset_processing_jobs j
+          WHERE j.status = 'running' AND j.tenant_id = p.tenant_id AND j.asset_id = p.asset_id
+            AND j.claim_token::text = p.token))
 $$;
 
 
@@ -2000,6 +2049,37 @@ CREATE FUNCTION app_private.reclaim_expired_jobs(p_limit integer DEFAULT 1000) R
     FOR UPDATE SKIP LOCKED
   )
   RETURNING j.id, j.status
+$$;
+
+
+--
+-- Name: record_attempt_outputs(uuid, uuid, jsonb, jsonb, numeric, boolean, text, text); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.record_attempt_outputs(p_job_id uuid, p_claim_token uuid, p_variants jsonb, p_metadata jsonb, p_duration_seconds numeric, p_set_transcript boolean, p_transcript_text text, p_transcript_language text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+  v_tenant uuid;
+  v_asset uuid;
+BEGIN
+  SELECT j.tenant_id, j.asset_id INTO v_tenant, v_asset
+  FROM public.asset_processing_jobs j
+  WHERE j.id = p_job_id AND j.claim_token = p_claim_token AND j.status IN ('running', 'completed')
+  FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  UPDATE public.assets a SET
+    variants = a.variants || coalesce(p_variants, '{}'),
+    metadata = a.metadata || coalesce(p_metadata, '{}'),
+    duration_seconds = coalesce(p_duration_seconds, a.duration_seconds),
+    transcript_text = CASE WHEN p_set_transcript THEN p_transcript_text ELSE a.transcript_text END,
+    transcript_language = CASE WHEN p_set_transcript THEN p_transcript_language ELSE a.transcript_language END
+  WHERE a.tenant_id = v_tenant AND a.id = v_asset;
+  RETURN FOUND;
+END;
 $$;
 
 
@@ -5528,6 +5608,13 @@ CREATE TRIGGER drop_rollups AFTER DELETE ON public.content REFERENCING OLD TABLE
 
 
 --
+-- Name: asset_processing_jobs jobs_claim_token; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER jobs_claim_token BEFORE UPDATE ON public.asset_processing_jobs FOR EACH ROW WHEN (((new.status = 'running'::text) AND ((old.status IS DISTINCT FROM 'running'::text) OR (new.worker_id IS DISTINCT FROM old.worker_id)))) EXECUTE FUNCTION app_private.new_claim_token();
+
+
+--
 -- Name: asset_processing_jobs jobs_events; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -7342,6 +7429,13 @@ REVOKE ALL ON FUNCTION app_private.max_webhook_endpoints_per_tenant() FROM PUBLI
 
 
 --
+-- Name: FUNCTION new_claim_token(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.new_claim_token() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION new_webhook_secret(); Type: ACL; Schema: app_private; Owner: -
 --
 
@@ -7353,6 +7447,13 @@ REVOKE ALL ON FUNCTION app_private.new_webhook_secret() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION app_private.notify_jobs() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION output_keys_in_use(p_keys text[]); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.output_keys_in_use(p_keys text[]) FROM PUBLIC;
 
 
 --
@@ -7423,6 +7524,13 @@ REVOKE ALL ON FUNCTION app_private.queue_ready(p_limit integer, p_job_types text
 --
 
 REVOKE ALL ON FUNCTION app_private.reclaim_expired_jobs(p_limit integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION record_attempt_outputs(p_job_id uuid, p_claim_token uuid, p_variants jsonb, p_metadata jsonb, p_duration_seconds numeric, p_set_transcript boolean, p_transcript_text text, p_transcript_language text); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.record_attempt_outputs(p_job_id uuid, p_claim_token uuid, p_variants jsonb, p_metadata jsonb, p_duration_seconds numeric, p_set_transcript boolean, p_transcript_text text, p_transcript_language text) FROM PUBLIC;
 
 
 --

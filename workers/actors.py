@@ -8,6 +8,10 @@ and completes the row and writes the job's :class:`jobs.AssetFields` to the asse
 transaction. The completion claims the next job in the same statement, up to
 :data:`MAX_JOBS_PER_NUDGE` (then the actor sends itself one nudge and returns), so a busy queue
 does not wait for one message per job. The rest of the process is :class:`workers.runtime.Runtime`.
+Outputs go to keys of this attempt (:mod:`contentforge.output_keys`); the completing transaction
+makes them the asset's only while the claim is still ours. The lease is renewed, and a job whose
+lease could not be renewed in time is stopped (its ffmpeg killed) by the self-fence
+(:mod:`workers.fence`), before another worker could have taken it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import dramatiq
 
 from contentforge.errors import DatabaseUnavailable, PermanentError, TransientError
 from contentforge.logging import get_logger
-from jobs import JobInput, PermanentJobError, job_spec
+from contentforge.output_keys import output_key
+from jobs import JobInput, JobInterrupted, PermanentJobError, job_spec
+from jobs.stopping import bound as stop_signal
 from workers.broker import ACTOR_NAME
 from workers.claim import AssetUpdate, ClaimedJob
 from workers.failure import record_failure
@@ -123,13 +129,23 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
             rt.download_original(asset, source)
     inp = JobInput(source, tmp / "work", dict(job.params), rt.limits, active.report, speech=rt.speech,
                    allow_test_jobs=rt.settings.allow_test_jobs)
-    with record.timed("run"):
-        result = spec.run(inp)
+    with record.timed("run"), stop_signal(active.signal):
+        try:
+            result = spec.run(inp)
+        except JobInterrupted:
+            active.check()  # ffmpeg killed by the stop (jobs.stopping): JobStopped, not a failure
+            raise
     active.check()
     variants: dict[str, Any] = {}
     with record.timed("upload"):
         for out in result.outputs:
-            key = f"{job.tenant_id}/{job.asset_id}/variants/{out.name}"
+            # Fenced outputs: this attempt's own keys; the completing transaction decides whether the
+            # asset points at them. A stopped job (lease lost or self-fenced) uploads nothing more.
+            if active.stopped.is_set():
+                raise JobStopped(active.reason)
+            if job.claim_token is None:
+                raise RuntimeError("the claim returned no claim_token: migration 0021 is not applied")
+            key = output_key(job.tenant_id, job.asset_id, job.claim_token, out.name)
             rt.storage.put_file(key, out.path, out.content_type)
             variants[out.name] = {"key": key, "format": out.format, "width": out.width, "height": out.height,
                                   "bytes": out.bytes, "content_type": out.content_type}

@@ -52,6 +52,12 @@ class ClaimedJob:
     max_attempts: int
     created_at: datetime
     started_at: datetime
+    #: Fencing token of this attempt (new at every claim, migration 0021): the attempt's output keys
+    #: carry it, and only the attempt holding it can point the asset at its files.
+    claim_token: uuid.UUID | None = None
+    #: When the claiming statement was sent, on this process's monotonic clock: the lease began no
+    #: earlier, so the self-fence counts from here (workers.fence).
+    lease_from: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,14 @@ class JobStore:
     """Calls the queue's SQL functions over one reconnecting connection per thread."""
 
     def __init__(self, url: str, *, lease_seconds: int, reconnect_seconds: float = 30.0,
-                 prepare_threshold: int | None = None, gate: TypeGate | None = None) -> None:
+                 prepare_threshold: int | None = None, gate: TypeGate | None = None,
+                 connect_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
         #: Which job types a claim of this process asks for (its pool, minus types at their
         #: per-process limit); the default asks for every type.
         self.gate = gate or TypeGate()
+        #: Extra libpq parameters (the workers bound network waits: workers.fence.connection_timeouts).
+        self.connect_options = dict(connect_options or {})
         self.prepare_threshold = prepare_threshold  # None: no server-side prepared statements
         self.lease_seconds = lease_seconds
         self.reconnect_seconds = reconnect_seconds
@@ -91,7 +100,7 @@ class JobStore:
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = open_connection(self.url, autocommit=True, connect_timeout=5,
+            conn = open_connection(self.url, autocommit=True, **{"connect_timeout": 5, **self.connect_options},
                                    prepare_threshold=self.prepare_threshold, application_name="contentforge-worker")
             self._local.conn = conn
             with self._lock:
@@ -144,9 +153,10 @@ class JobStore:
         try:
             if reservation.nothing:  # every type of the pool is at its limit in this process
                 return None
+            sent = time.monotonic()
             row = self._one("claim", {"worker_id": worker_id, "lease_seconds": self.lease_seconds,
                                       "job_types": reservation.types}, retry_for=retry_for)
-            job = _claimed(row)
+            job = _claimed(row, sent)
             return job
         finally:
             self.gate.settle(reservation, job.id if job else None, job.job_type if job else None)
@@ -195,9 +205,10 @@ class JobStore:
     def _complete(self, job: ClaimedJob, params: dict[str, Any],
                   update: AssetUpdate | None) -> tuple[bool, ClaimedJob | None]:
         claim_next = params["claim_next"]
+        sent = time.monotonic()
         if update is None:
             row = self._one("complete_and_claim", params)
-            return bool(row and row["ours"]), _claimed(row)
+            return bool(row and row["ours"]), _claimed(row, sent)
 
         def tx(conn: psycopg.Connection[Any]) -> tuple[bool, ClaimedJob | None]:
             with conn.transaction():
@@ -205,15 +216,17 @@ class JobStore:
                 if not row or not row["ours"]:
                     raise _NotOurs  # rolls the transaction back
                 text, language = update.transcript or (None, None)
-                conn.execute(self.q["record_asset_outputs"], {
-                    "tenant_id": job.tenant_id, "asset_id": job.asset_id,
+                fenced = conn.execute(self.q["record_attempt_outputs"], {
+                    "job_id": job.id, "claim_token": job.claim_token,
                     "variants": Jsonb(dict(update.variants)), "metadata": Jsonb(dict(update.metadata)),
                     "duration_seconds": update.duration_seconds,
                     "set_transcript": update.transcript is not None,
                     "transcript_text": text, "transcript_language": language,
-                })
+                }).fetchone()
+                if not fenced or not fenced["ours"]:
+                    raise _NotOurs  # another attempt claimed the job since: its files stay current
                 nxt = conn.execute(self.q["claim"], params).fetchone() if claim_next else None
-            return True, _claimed(nxt)
+            return True, _claimed(nxt, sent)
 
         try:
             return self.run(tx)
@@ -258,7 +271,7 @@ class JobStore:
         return int(row["ready"]), row["next_run_after"]
 
 
-def _claimed(row: Mapping[str, Any] | None) -> ClaimedJob | None:
+def _claimed(row: Mapping[str, Any] | None, sent: float = 0.0) -> ClaimedJob | None:
     """A claim's row as a ClaimedJob; None for no row or an all-NULL row (nothing was claimed)."""
     if row is None or row["id"] is None:
         return None
@@ -266,6 +279,7 @@ def _claimed(row: Mapping[str, Any] | None) -> ClaimedJob | None:
         id=row["id"], tenant_id=row["tenant_id"], asset_id=row["asset_id"], job_type=row["job_type"],
         priority=row["priority"], params=row["input_params"], attempts=row["attempts"],
         max_attempts=row["max_attempts"], created_at=row["created_at"], started_at=row["started_at"],
+        claim_token=row.get("claim_token"), lease_from=sent,
     )
 
 

@@ -1,10 +1,13 @@
 """A running job's lease: held while the job runs, renewed by a heartbeat, given back at shutdown.
 
 A claim gives this worker thread the job's lease for ``lease_seconds``. :class:`Leases` keeps the
-jobs running in one worker process and a heartbeat thread that renews each lease every
-``lease_seconds / 3`` and reports the job's progress. When a heartbeat finds a job no longer ours
-(cancelled, or reclaimed by the relay after the lease expired) the job is stopped: its progress
-callback raises :class:`JobStopped`, and its result is discarded.
+jobs running in one worker process, a heartbeat thread that renews each lease three times within
+``lease - margin`` (through :class:`workers.fence.LeaseRenewer`, whose waits are bounded) and
+reports the job's progress, and the self-fence (:class:`workers.fence.SelfFence`), which stops a
+job whose lease could not be renewed before ``lease - margin`` since the send time of its last
+successful renewal. When a heartbeat finds a job no longer ours (cancelled, or reclaimed by the
+relay after the lease expired) the job is stopped too: its progress callback raises
+:class:`JobStopped`, its ffmpeg is killed (:mod:`jobs.stopping`), and its result is discarded.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
+from contentforge.settings import Settings
 from jobs import JobInterrupted
+from jobs.stopping import StopSignal
 from workers.claim import ClaimedJob, JobStore
+from workers.fence import LeaseRenewer, SelfFence, renew_interval
 
 log = get_logger(__name__)
 
@@ -39,11 +46,27 @@ class ActiveJob:
     progress: int = 0
     stopped: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
-    last_renewed: float = field(default_factory=time.monotonic)
+    #: Monotonic send time of the last renewal that succeeded (at first: of the claim); the
+    #: self-fence stops the job at lease - margin after it (workers.fence).
+    last_renewed: float = 0.0
+    #: Kills the job's ffmpeg when the job is stopped, even if it reports no progress.
+    signal: StopSignal = field(default_factory=StopSignal)
+
+    def __post_init__(self) -> None:
+        if not self.last_renewed:
+            self.last_renewed = self.job.lease_from or time.monotonic()
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return self.job.id
+
+    def is_stopped(self) -> bool:
+        return self.stopped.is_set()
 
     def stop(self, reason: str) -> None:
         self.reason = reason
         self.stopped.set()
+        self.signal.stop(reason)
 
     def check(self) -> None:
         """Raise :class:`JobStopped` when the job is no longer ours."""
@@ -59,9 +82,11 @@ class ActiveJob:
 class Leases:
     """The jobs running in one worker process and the heartbeat thread that renews their leases."""
 
-    def __init__(self, store: JobStore, lease_seconds: float) -> None:
+    def __init__(self, store: JobStore, settings: Settings, renewer: LeaseRenewer) -> None:
         self.store = store
-        self.lease_seconds = lease_seconds
+        self.settings = settings
+        self.renewer = renewer
+        self.fence = SelfFence(settings, self.active)
         self._active: set[ActiveJob] = set()
         self._lock = threading.Lock()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="cf-heartbeat", daemon=True)
@@ -76,6 +101,7 @@ class Leases:
             if not self._heartbeat_started:
                 self._heartbeat_started = True
                 self._heartbeat.start()
+                self.fence.start()
         try:
             yield active
         finally:
@@ -90,12 +116,12 @@ class Leases:
     def _heartbeat_loop(self) -> None:
         """Renew every running job's lease until the process ends.
 
-        No exception ends this thread: a failed renewal (PostgreSQL unreachable, a statement
-        timeout, a read-only standby after a failover, a bug) is logged and retried at the next
-        beat, and a job is stopped only once its lease can no longer have been renewed (its last
-        renewal is older than the lease), when another worker may already be running it.
+        No exception ends this thread: a failed renewal (PostgreSQL unreachable, a timeout, a
+        read-only standby after a failover, a bug) is logged and retried at the next beat. Renewals
+        run three times within lease - margin, and each is bounded by less than the margin; a job
+        whose lease could not be renewed in time is stopped by the self-fence (workers.fence).
         """
-        interval = self.lease_seconds / 3
+        interval = renew_interval(self.settings)
         while True:
             time.sleep(interval)
             try:
@@ -108,16 +134,15 @@ class Leases:
         for active in self.active():
             if active.stopped.is_set():
                 continue
+            sent = time.monotonic()  # the renewed lease runs from no earlier than this
             try:
-                ours = self.store.heartbeat(active.job.id, active.worker_id, active.progress)
-            except Exception as exc:  # noqa: BLE001 - logged; the job stops only when its lease is gone
-                if time.monotonic() - active.last_renewed > self.lease_seconds:
-                    active.stop(f"the lease expired while it could not be renewed ({exc.__class__.__name__})")
+                ours = self.renewer.renew(active.job.id, active.worker_id, active.progress)
+            except Exception as exc:  # noqa: BLE001 - logged; the self-fence stops the job in time
                 log.warning("heartbeat failed", job_id=str(active.job.id),
                             error=f"{exc.__class__.__name__}: {str(exc).strip()}")
                 continue
             if ours:
-                active.last_renewed = time.monotonic()
+                active.last_renewed = sent
             else:
                 active.stop("the job was cancelled or its lease was taken over")
 
@@ -134,3 +159,6 @@ class Leases:
                 log.warning("could not release job; its lease will expire", job_id=str(active.job.id),
                             error=str(exc))
         return released
+
+    def close(self) -> None:
+        self.renewer.close()

@@ -22,6 +22,7 @@ from contentforge.services import storage_url
 from contentforge.settings import Settings
 from contentforge.storage import Storage, StorageKeyMissing, open_storage
 from workers.claim import JobStore
+from workers.fence import LeaseRenewer, connection_timeouts, renew_timeout
 from workers.job_options import media_limits, speech_defaults
 from workers.lease import Leases
 from workers.pools import process_gate
@@ -41,10 +42,13 @@ class Runtime:
         prepared = settings.worker_prepared_statements == "on"
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
                               prepare_threshold=PREPARED_AFTER_RUNS if prepared else None,
-                              gate=process_gate(settings))  # the pool's job types, per-type limits
+                              gate=process_gate(settings),  # the pool's job types, per-type limits
+                              connect_options=connection_timeouts(settings.lease_seconds))
         self.limits = media_limits(settings)
         self.speech = speech_defaults(settings)
-        self.leases = Leases(self.store, settings.lease_seconds)
+        # Renewals on a connection whose waits are bounded, and the self-fence (workers.fence).
+        self.leases = Leases(self.store, settings, LeaseRenewer(
+            database_url, lease_seconds=settings.lease_seconds, timeout_seconds=renew_timeout(settings)))
         self.scratch = Scratch()
         self.stopping = threading.Event()
         #: Originals uploaded into Supabase Storage (read through its S3 endpoint).
@@ -85,6 +89,7 @@ class Runtime:
 
     def close(self) -> None:
         self.store.close()
+        self.leases.close()
         self.scratch.close()
 
 

@@ -40,7 +40,7 @@ LIMIT %(limit)s;
 
 -- name: claim
 SELECT j.id, j.tenant_id, j.asset_id, j.job_type, j.priority, j.input_params, j.attempts,
-       j.max_attempts, j.created_at, j.started_at
+       j.max_attempts, j.created_at, j.started_at, j.claim_token
 FROM app_private.claim_job(%(worker_id)s, %(lease_seconds)s, %(job_types)s::text[]) j;
 
 -- name: complete_and_claim
@@ -58,7 +58,8 @@ WITH done AS MATERIALIZED (
   FROM done d
 )
 SELECT r.ours, (r.job).id, (r.job).tenant_id, (r.job).asset_id, (r.job).job_type, (r.job).priority,
-       (r.job).input_params, (r.job).attempts, (r.job).max_attempts, (r.job).created_at, (r.job).started_at
+       (r.job).input_params, (r.job).attempts, (r.job).max_attempts, (r.job).created_at, (r.job).started_at,
+       (r.job).claim_token
 FROM claimed r;
 
 -- name: heartbeat
@@ -89,15 +90,12 @@ SELECT a.id, a.tenant_id, a.file_type::text AS file_type, a.storage_bucket, a.st
        a.original_filename
 FROM public.assets a WHERE a.tenant_id = %(tenant_id)s AND a.id = %(asset_id)s;
 
--- name: record_asset_outputs
-UPDATE public.assets a SET
-  variants = a.variants || %(variants)s,
-  metadata = a.metadata || %(metadata)s,
-  duration_seconds = coalesce(%(duration_seconds)s::numeric, a.duration_seconds),
-  transcript_text = CASE WHEN %(set_transcript)s THEN %(transcript_text)s::text ELSE a.transcript_text END,
-  transcript_language = CASE WHEN %(set_transcript)s THEN %(transcript_language)s::text
-                             ELSE a.transcript_language END
-WHERE a.tenant_id = %(tenant_id)s AND a.id = %(asset_id)s;
+-- name: record_attempt_outputs
+-- Points the asset at this attempt's files (fenced outputs, migration 0021): false when the claim
+-- token is no longer the job's. Run in the transaction whose complete_job succeeded.
+SELECT app_private.record_attempt_outputs(
+  %(job_id)s, %(claim_token)s, %(variants)s, %(metadata)s, %(duration_seconds)s::numeric,
+  %(set_transcript)s, %(transcript_text)s::text, %(transcript_language)s::text) AS ours;
 
 -- name: queue_depth
 -- Cheap on millions of rows, per scrape. Pending and running jobs are counted exactly from their

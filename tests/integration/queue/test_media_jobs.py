@@ -29,7 +29,7 @@ def _photo_asset(conn: psycopg.Connection, world: World, settings: Settings, tmp
 
 def test_thumbnail_and_metadata_jobs_write_to_the_asset(in_process, world: World, conn: psycopg.Connection,
                                                         settings: Settings, tmp_path: Path) -> None:
-    """Thumbnails land under {tenant}/{asset}/variants/ and in assets.variants; metadata merges into the asset."""
+    """Thumbnails land under their attempt's keys and in assets.variants; metadata merges into the asset."""
     from contentforge import api
 
     asset = _photo_asset(conn, world, settings, tmp_path)
@@ -42,7 +42,7 @@ def test_thumbnail_and_metadata_jobs_write_to_the_asset(in_process, world: World
     assert row["variants"], "thumbnail variants recorded"
     storage = open_storage(settings.storage_url or "")
     for name, v in row["variants"].items():
-        assert v["key"] == f"{world.tenant}/{asset}/variants/{name}"
+        assert v["key"] == f"{world.tenant}/{asset}/attempts/{thumb['claim_token']}/variants/{name}"
         assert storage.exists(v["key"])
     assert {o["name"] for o in thumb["output_data"]["outputs"]} == set(row["variants"])
     assert row["metadata"].get("width") == 640 or row["metadata"]

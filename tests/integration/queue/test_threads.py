@@ -18,7 +18,7 @@ from workers.relay import Relay
 
 WORKER_SESSIONS = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                   "AND application_name IN ('contentforge-worker', 'contentforge-relay')")
+                   "AND application_name IN ('contentforge-worker', 'contentforge-heartbeat', 'contentforge-relay')")
 
 
 def _read_only(conn: psycopg.Connection, on: bool) -> None:
@@ -33,10 +33,12 @@ def _read_only(conn: psycopg.Connection, on: bool) -> None:
 
 
 def _heartbeat_tried_since(conn: psycopg.Connection, since: Any) -> bool:
-    """A session opened after ``since`` has sent the heartbeat's statement."""
+    """A heartbeat session opened after ``since`` has sent a renewal: its statement, or the rollback of
+    its transaction (one round trip, workers.fence.LeaseRenewer) after the read-only refusal."""
     return bool(conn.execute(
         "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
-        "AND backend_start > %s AND query LIKE '%%heartbeat_job%%'", (since,)).fetchone()["n"])
+        "AND application_name = 'contentforge-heartbeat' AND backend_start > %s "
+        "AND (query LIKE '%%heartbeat_job%%' OR query = 'ROLLBACK')", (since,)).fetchone()["n"])
 
 
 def test_heartbeat_survives_a_read_only_database_and_the_job_runs_once(in_process, world: World,

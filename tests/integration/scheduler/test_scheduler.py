@@ -234,3 +234,27 @@ def test_one_active_scheduler_and_takeover(conn, db_url, tmp_path) -> None:
                 p.kill()
             if p.stderr:
                 p.stderr.close()
+
+
+def test_storage_task_sweeps_output_files_no_row_points_at(conn, db_url, settings, storage_url, owner) -> None:
+    """The storage task removes a losing attempt's file past the grace and keeps the one the asset names."""
+    import uuid
+
+    from contentforge.output_keys import output_key
+    from contentforge.storage import open_storage
+
+    t, u = owner
+    storage = open_storage(storage_url)
+    src = Path(storage_url.removeprefix("file://")).parent / "blob"
+    src.write_bytes(b"x")
+    aid = f.asset(conn, t, u)
+    current, lost = output_key(t, aid, uuid.uuid4(), "thumb_160.webp"), output_key(t, aid, uuid.uuid4(), "thumb_160.webp")
+    conn.execute("UPDATE assets SET variants = jsonb_build_object('thumb_160.webp', jsonb_build_object('key', %s::text)) "
+                 "WHERE id = %s", (current, aid))
+    for key in (current, lost):
+        storage.put_file(key, src)
+    settings.storage_sweep_grace_seconds = 0
+    out = run_task(db_url, settings, "storage", storage_url=storage_url)
+    assert out.outcome == "succeeded", out.error
+    assert out.rows == 1 and out.details["in_use"] == 1
+    assert storage.list(f"{t}/{aid}") == [current]

@@ -34,6 +34,10 @@ CALLS = {
     "app_private.heartbeat_job": "SELECT app_private.heartbeat_job((SELECT id FROM asset_processing_jobs WHERE status = 'running' LIMIT 1), 'w1', 30, 50)",
     "app_private.release_job": "SELECT app_private.release_job((SELECT id FROM asset_processing_jobs WHERE status = 'running' LIMIT 1), 'w1')",
     "app_private.complete_job": "SELECT app_private.complete_job((SELECT id FROM app_private.claim_job('w1', 30)), 'w1', '{}')",
+    "app_private.record_attempt_outputs": "SELECT app_private.record_attempt_outputs(gen_random_uuid(), gen_random_uuid(), "
+                                          "'{}', '{}', NULL, false, NULL, NULL)",
+    "app_private.output_keys_in_use": "SELECT app_private.output_keys_in_use(ARRAY[%(tenant)s || '/' || %(asset)s || "
+                                      "'/variants/x'])",
     "app_private.fail_job": "SELECT app_private.fail_job((SELECT id FROM app_private.claim_job('w1', 30)), 'w1', 'bad', NULL, true, 1)",
     "app_private.reclaim_expired_jobs": "SELECT * FROM app_private.reclaim_expired_jobs()",
     "app_private.purge_finished_jobs": "SELECT app_private.purge_finished_jobs(interval '0')",
