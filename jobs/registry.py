@@ -28,9 +28,11 @@ class JobSpec:
 
     def run(self, inp: JobInput) -> JobResult:
         """Check the input's parameters against the job type's schema, then run the job function
-        (on a copy of the parameters: the function may keep them)."""
+        (on a copy of the parameters: the function may keep them). Every ffmpeg run inside uses
+        the input's thread budget (``MediaLimits.ffmpeg_threads``)."""
         check_params(self.name, inp.params)
-        return self.func(replace(inp, params=dict(inp.params)))
+        with ffmpeg.thread_budget(inp.limits.ffmpeg_threads):
+            return self.func(replace(inp, params=dict(inp.params)))
 
 
 JOB_TYPES: dict[str, JobSpec] = {}
@@ -64,6 +66,5 @@ def job_spec(job_type: str) -> JobSpec:
 
 def run_job(job_type: str, inp: JobInput) -> JobResult:
     """Run one job function: ``inp`` (the source, its parameters, limits) in, a ``JobResult`` with
-    files in ``inp.workdir`` out. Every ffmpeg run inside uses the input's thread budget."""
-    with ffmpeg.thread_budget(inp.limits.ffmpeg_threads):
-        return job_spec(job_type).run(inp)
+    files in ``inp.workdir`` out."""
+    return job_spec(job_type).run(inp)

@@ -127,3 +127,16 @@ def test_each_thread_has_its_own_budget() -> None:
         seen["inside"] = ffmpeg._THREADS.get()
     seen["after"] = ffmpeg._THREADS.get()
     assert seen == {"other": 0, "inside": 4, "after": 0}
+
+
+def test_the_workers_entry_point_applies_the_budget_too(clip: Path, workdir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker runs a job through its JobSpec (``job_spec(type).run``), not ``run_job``: the
+    budget must reach ffmpeg on that path as well (it did not when only run_job applied it)."""
+    from jobs.registry import job_spec
+
+    reports = _reports(monkeypatch, tmp_path / "reports")
+    result = job_spec("transcode").run(JobInput(clip, workdir, {"renditions": [144]}, MediaLimits(ffmpeg_threads=1)))
+    argv = _encode_of(_command_lines(reports), "libx264")
+    assert argv[argv.index("-i") - 2:argv.index("-i")] == ["-threads", "1"]
+    assert _encoder_setting(result.outputs[0].path, b"x264 - core", "threads") == 1
