@@ -59,6 +59,13 @@ class ClaimedJob:
     #: earlier, so the self-fence counts from here (workers.fence).
     lease_from: float = 0.0
 
+    @property
+    def slot(self) -> tuple[uuid.UUID, uuid.UUID | None]:
+        """This claim of the job, for the per-type slots of the process (workers.pools.TypeGate):
+        the job id alone would let the end of a lost attempt free the slot of the same job's next
+        claim in this process."""
+        return (self.id, self.claim_token)
+
 
 @dataclass(frozen=True)
 class AssetUpdate:
@@ -159,11 +166,11 @@ class JobStore:
             job = _claimed(row, sent)
             return job
         finally:
-            self.gate.settle(reservation, job.id if job else None, job.job_type if job else None)
+            self.gate.settle(reservation, job.slot if job else None, job.job_type if job else None)
 
     def finished(self, job: ClaimedJob) -> None:
         """The job ended in this process, whatever the outcome: its type's slot is free again."""
-        self.gate.finished(job.id)
+        self.gate.finished(job.slot)
 
     def heartbeat(self, job_id: uuid.UUID, worker_id: str, progress: int | None) -> bool:
         """Renew the lease; False when the job is no longer ours (cancelled or reclaimed)."""
@@ -184,7 +191,7 @@ class JobStore:
         ours. A job without asset outputs (the common case of a busy queue) takes one statement and
         one round trip for both steps.
         """
-        self.gate.finished(job.id)  # the completed job no longer holds its slot
+        self.gate.finished(job.slot)  # the completed job no longer holds its slot
         reservation = self.gate.reserve() if claim_next else None
         if reservation is not None and reservation.nothing:
             claim_next = False
@@ -196,7 +203,7 @@ class JobStore:
             ours, nxt = self._complete(job, params, update)
         finally:
             if reservation is not None:
-                self.gate.settle(reservation, nxt.id if nxt else None, nxt.job_type if nxt else None)
+                self.gate.settle(reservation, nxt.slot if nxt else None, nxt.job_type if nxt else None)
         if not ours and claim_next and update is not None:
             # The completing transaction was rolled back, and the claim riding on it with it.
             return False, self.claim(worker_id)
@@ -237,7 +244,7 @@ class JobStore:
              *, transient: bool, retry_delay_seconds: float) -> str | None:
         """Record a failure; returns the new status (pending: retried later; failed), or None
         when the job was no longer ours."""
-        self.gate.finished(job.id)
+        self.gate.finished(job.slot)
         row = self._one("fail", {
             "job_id": job.id, "worker_id": worker_id, "message": message,
             "details": Jsonb(dict(details)) if details is not None else None,

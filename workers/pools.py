@@ -21,7 +21,7 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,7 +160,7 @@ class TypeGate:
         self._served = served
         self._limits = {t: n for t, n in self.limits.items() if t in served}
         self._held = dict.fromkeys(self._limits, 0)
-        self._jobs: dict[uuid.UUID, str] = {}
+        self._jobs: dict[Hashable, str] = {}  # the slot of each claim holding one
         self._lock = threading.Lock()
 
     def reserve(self) -> Reservation:
@@ -172,8 +172,9 @@ class TypeGate:
                 self._held[t] += 1
         return Reservation([t for t in self._served if t not in self._limits or t in got], got)
 
-    def settle(self, reservation: Reservation, job_id: uuid.UUID | None, job_type: str | None) -> None:
-        """After the claim: keep the slot of the claimed job's type, give the others back."""
+    def settle(self, reservation: Reservation, job_id: Hashable | None, job_type: str | None) -> None:
+        """After the claim: keep the slot of the claimed job's type, give the others back (``job_id``:
+        what identifies the claim, ``ClaimedJob.slot``)."""
         if not reservation.reserved:
             return
         with self._lock:
@@ -183,7 +184,7 @@ class TypeGate:
                 else:
                     self._held[t] -= 1
 
-    def finished(self, job_id: uuid.UUID) -> None:
+    def finished(self, job_id: Hashable) -> None:
         """The job ended in this process (completed, failed, released, lost): free its slot."""
         if not self._limits:
             return

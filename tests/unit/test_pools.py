@@ -119,3 +119,26 @@ def test_cli_stale_window_equals_the_workers() -> None:
     from cli.fleet import POOL_STALE_SECONDS as CLI_STALE
 
     assert CLI_STALE == POOL_STALE_SECONDS
+
+
+def test_the_end_of_a_lost_attempt_keeps_the_next_claims_slot() -> None:
+    """A completion that found its job lost may claim the same job again (the relay re-queued it):
+    the end of the old attempt must not free the slot of the new claim (slots were keyed by job id)."""
+    from datetime import UTC, datetime
+
+    from workers.claim import ClaimedJob
+
+    def claim_of(job_id: uuid.UUID) -> ClaimedJob:
+        now = datetime.now(UTC)
+        return ClaimedJob(job_id, uuid.uuid4(), uuid.uuid4(), "transcode", 0, {}, 1, 3, now, now,
+                          claim_token=uuid.uuid4())
+
+    gate = TypeGate(("transcode",), {"transcode": 1})
+    job_id = uuid.uuid4()
+    lost, again = claim_of(job_id), claim_of(job_id)
+    gate.settle(gate.reserve(), lost.slot, "transcode")
+    gate.finished(lost.slot)  # complete(): the completed (here: lost) job gives its slot back ...
+    gate.settle(gate.reserve(), again.slot, "transcode")  # ... and the same job is claimed again
+    gate.finished(lost.slot)  # the old attempt's lease ends (Leases.hold)
+    assert gate.running() == {"transcode": 1}
+    assert gate.reserve().nothing
