@@ -117,8 +117,8 @@ class Relay:
     def top_up(self, *, wake: bool = False, already_sent: int = 0,
                pools: list[tuple[str, list[str] | None, int]] | None = None) -> int:
         """Send nudges until each pool's queue holds at least one per ready job of its types (up to
-        its cap), counting ``already_sent`` nudges just sent to a single pool as waiting (a worker
-        may have fetched them already). With ``wake`` (the sweep), wake a pool's consumers even
+        its cap), counting ``already_sent`` nudges just sent to a single pool as waiting (whether
+        or not a worker fetched them already). With ``wake`` (the sweep), wake a pool's consumers even
         when no nudge was missing: the nudges waiting may be ones whose wake-up was lost."""
         sent = 0
         next_ready: datetime | None = None
@@ -128,7 +128,9 @@ class Relay:
                 next_ready = upcoming
             if ready == 0:
                 continue
-            missing = min(ready, cap) - queue_size(self.broker, queue) - already_sent
+            # The nudges just sent are in the queue unless a worker fetched them already: either
+            # way they count once.
+            missing = min(ready, cap) - max(queue_size(self.broker, queue), already_sent)
             if missing > 0:
                 self.nudge(missing, queue)
                 sent += missing
