@@ -150,6 +150,8 @@ class Leases:
         """Give every running job of this process back to the queue (shutdown after the grace)."""
         released = 0
         for active in self.active():
+            if active.stopped.is_set():  # lost, cancelled or self-fenced: not ours to release
+                continue
             active.stop(RELEASED_AT_SHUTDOWN)
             try:
                 if self.store.release(active.job.id, active.worker_id, retry_for=2.0):
