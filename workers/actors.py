@@ -118,6 +118,8 @@ def _run_and_claim(rt: Runtime, job: ClaimedJob, me: str,
 def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
              record: JobRecord) -> tuple[dict[str, Any], AssetUpdate | None]:
     """Download, run, upload; returns the row's output and what the asset gets."""
+    if job.claim_token is None:  # no key of this attempt could be written
+        raise RuntimeError("the claim returned no claim_token: migration 0021 is not applied")
     spec = job_spec(job.job_type)
     source: Path | None = None
     if spec.needs_source:
@@ -143,8 +145,6 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
             # asset points at them. A stopped job (lease lost or self-fenced) uploads nothing more.
             if active.stopped.is_set():
                 raise JobStopped(active.reason)
-            if job.claim_token is None:
-                raise RuntimeError("the claim returned no claim_token: migration 0021 is not applied")
             key = output_key(job.tenant_id, job.asset_id, job.claim_token, out.name)
             rt.storage.put_file(key, out.path, out.content_type)
             variants[out.name] = {"key": key, "format": out.format, "width": out.width, "height": out.height,
