@@ -1,4 +1,5 @@
-"""The job row's lifecycle, as seen by a worker: claim, heartbeat, complete, fail, release.
+"""The job row's lifecycle, as seen by a worker: claim, complete, fail, release (the lease's
+renewals go over a connection of their own: workers.fence.LeaseRenewer).
 
 Every state change is one SQL function of migration 0005, called by name from
 ``schema/queries/queue.sql``. Each thread gets its own autocommit connection; a connection that
@@ -171,13 +172,6 @@ class JobStore:
     def finished(self, job: ClaimedJob) -> None:
         """The job ended in this process, whatever the outcome: its type's slot is free again."""
         self.gate.finished(job.slot)
-
-    def heartbeat(self, job_id: uuid.UUID, worker_id: str, progress: int | None) -> bool:
-        """Renew the lease; False when the job is no longer ours (cancelled or reclaimed)."""
-        row = self._one("heartbeat", {"job_id": job_id, "worker_id": worker_id,
-                                      "lease_seconds": self.lease_seconds, "progress": progress},
-                        retry_for=1.0)
-        return bool(row["ours"])
 
     def asset(self, job: ClaimedJob) -> dict[str, Any] | None:
         return self._one("asset_for_job", {"tenant_id": job.tenant_id, "asset_id": job.asset_id})

@@ -25,14 +25,16 @@ def _variant(conn: psycopg.Connection, asset: uuid.UUID) -> dict:
 def test_every_claim_gets_a_new_token(conn: psycopg.Connection, world: World, settings: Settings) -> None:
     """A claim sets a fresh claim_token; a heartbeat keeps it; a re-claim after the lease expired replaces it."""
     from workers.claim import JobStore
+    from workers.fence import LeaseRenewer
 
     job_id = enqueue(conn, world.asset, params={"output_bytes": 16})
     store = JobStore(settings.database_url or "", lease_seconds=30)
+    renewer = LeaseRenewer(settings.database_url or "", lease_seconds=30, timeout_seconds=5)
     try:
         first = store.claim("w1")
         assert first is not None and first.claim_token is not None
         assert job(conn, job_id)["claim_token"] == first.claim_token
-        assert store.heartbeat(job_id, "w1", 10)
+        assert renewer.renew(job_id, "w1", 10)
         assert job(conn, job_id)["claim_token"] == first.claim_token
         conn.execute("UPDATE asset_processing_jobs SET lease_expires_at = now() - interval '1 s' WHERE id = %s",
                      (job_id,))
@@ -41,6 +43,7 @@ def test_every_claim_gets_a_new_token(conn: psycopg.Connection, world: World, se
         assert second is not None and second.id == job_id
         assert second.claim_token not in (None, first.claim_token)
     finally:
+        renewer.close()
         store.close()
 
 
