@@ -32,6 +32,12 @@ from workers.supabase_source import SupabaseSource
 log = get_logger(__name__)
 
 
+#: How long the row store's connections wait on a silent network (connect, unacknowledged data,
+#: keepalives) before they give up and reconnect: the 5 s connect timeout the store always had, not
+#: the whole lease (a claim retries for only 5 s).
+STORE_NETWORK_WAIT_SECONDS = 5.0
+
+
 class Runtime:
     """Everything the actor needs in one worker process."""
 
@@ -43,7 +49,8 @@ class Runtime:
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
                               prepare_threshold=PREPARED_AFTER_RUNS if prepared else None,
                               gate=process_gate(settings),  # the pool's job types, per-type limits
-                              connect_options=connection_timeouts(settings.lease_seconds))
+                              connect_options=connection_timeouts(
+                                  min(settings.lease_seconds, STORE_NETWORK_WAIT_SECONDS)))
         self.limits = media_limits(settings)
         self.speech = speech_defaults(settings)
         # Renewals on a connection whose waits are bounded, and the self-fence (workers.fence).
