@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=2, ge=1)
     #: Dramatiq queue name that carries the nudges.
     queue_name: str = "contentforge"
-    #: A running job's lease, in seconds; a worker renews it every third of this while the job runs.
+    #: A running job's lease, in seconds; a worker renews it three times within (lease - margin) while the job runs.
     #: A worker killed mid-job frees its jobs when the lease expires.
     lease_seconds: int = Field(default=30, ge=3)
     #: Self-fencing: a worker that could not renew a job's lease stops the job (killing ffmpeg) this

@@ -12,7 +12,7 @@ is a sizeable share of the lease (the default is a third).
 
 Two threads, so that neither can delay the other:
 
-* the heartbeat (``workers.actors.Runtime``) renews every running job's lease every third of
+* the heartbeat (``workers.lease.Leases``) renews every running job's lease every third of
   ``lease - margin`` through a :class:`LeaseRenewer`, whose connection bounds every wait (connect
   timeout, TCP user timeout, statement timeout) by less than the margin: a partitioned TCP
   connection would otherwise hang for many minutes and hold up the renewals of every other job;
@@ -48,7 +48,7 @@ MAX_FENCE_TICK_SECONDS = 0.5
 
 
 class Fenced(Protocol):
-    """What the fence needs of a running job (``workers.actors.ActiveJob``)."""
+    """What the fence needs of a running job (``workers.lease.ActiveJob``)."""
 
     last_renewed: float
 
