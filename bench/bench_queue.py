@@ -26,6 +26,7 @@ graphile-worker (npm) is installed by this script into a temporary folder, never
 Procrastinate runs from its own virtualenv (--procrastinate-python). Ours uses its own Redis server
 (started here on --redis-port with no persistence) so that Redis's CPU can be measured.
 
+CF_BENCH_DB_PREFIX (default cf_bench_) names the databases, so that two runs can share a server.
 --bloat-jobs N (with --systems ours) instead runs N jobs with purging on and reports the table's size.
 """
 
@@ -52,6 +53,8 @@ ADMIN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:543
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 _TICK = os.sysconf("SC_CLK_TCK")
+#: Prefix of the databases this run creates (two runs at once on one server need different ones).
+DB_PREFIX = os.environ.get("CF_BENCH_DB_PREFIX", "cf_bench_")
 
 
 # --- databases and CPU -------------------------------------------------------------------------
@@ -156,7 +159,7 @@ class System:
 
     # common
     def open(self, run: str, state: str) -> None:
-        self.db = f"cf_bench_q_{self.name}_{run}"
+        self.db = f"{DB_PREFIX}q_{self.name.replace('-', '_')}_{run}"
         url = create_db(self.db, self.template)
         self.conn = psycopg.connect(url, autocommit=True)
         if state == "analysed":
@@ -206,7 +209,7 @@ ANALYSE_JOBS = 5000
 
 class Ours(System):
     name = "contentforge"
-    template = "cf_bench_tpl_contentforge"
+    template = DB_PREFIX + "tpl_contentforge"
     assets = 1000
 
     def __init__(self, redis: RedisServer, tree: Path = ROOT, name: str = "contentforge") -> None:
@@ -215,7 +218,7 @@ class Ours(System):
         self.seq = 0
         self.tree = tree  # a source tree (the baseline: a copy of an earlier commit)
         self.name = name
-        self.template = f"cf_bench_tpl_{name.replace('-', '_')}"
+        self.template = f"{DB_PREFIX}tpl_{name.replace('-', '_')}"
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTFORGE_")}
@@ -288,7 +291,7 @@ class Ours(System):
 
 class Graphile(System):
     name = "graphile"
-    template = "cf_bench_tpl_graphile"
+    template = DB_PREFIX + "tpl_graphile"
 
     def __init__(self, node_modules: Path) -> None:
         super().__init__()
@@ -342,7 +345,7 @@ class Graphile(System):
 
 class Procrastinate(System):
     name = "procrastinate"
-    template = "cf_bench_tpl_procrastinate"
+    template = DB_PREFIX + "tpl_procrastinate"
 
     def __init__(self, python: str) -> None:
         super().__init__()
