@@ -31,6 +31,7 @@ CALLS = {
     "public.search_content": "SELECT * FROM search_content(%(tenant)s, 'article')",
     "public.generate_recommendations": "SELECT * FROM generate_recommendations(5, %(tenant)s)",
     "app_private.claim_job": "SELECT * FROM app_private.claim_job('w1', 30)",
+    "app_private.claim_job_walk": "SELECT * FROM app_private.claim_job_walk('w1', 30, NULL)",
     "app_private.heartbeat_job": "SELECT app_private.heartbeat_job((SELECT id FROM asset_processing_jobs WHERE status = 'running' LIMIT 1), 'w1', 30, 50)",
     "app_private.release_job": "SELECT app_private.release_job((SELECT id FROM asset_processing_jobs WHERE status = 'running' LIMIT 1), 'w1')",
     "app_private.complete_job": "SELECT app_private.complete_job((SELECT id FROM app_private.claim_job('w1', 30)), 'w1', '{}')",

@@ -1,0 +1,102 @@
+"""The claim's fast path (migration 0022): one tenant ready at the best priority is claimed without
+the fair walk of 0019, and every case the fast path cannot decide alone still goes through the walk
+with the same result."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from tests import factories as f
+from tests.integration.queue.conftest import World, enqueue
+
+
+def claim(conn: psycopg.Connection, types: list[str] | None = None, worker: str = "w") -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM app_private.claim_job(%s, 30, %s::text[])", (worker, types)).fetchone()
+
+
+def walks(conn: psycopg.Connection, types: list[str] | None = None) -> tuple[uuid.UUID | None, int]:
+    """Claim once; return the job's id and how many times the claim ran the walk."""
+    conn.execute("SET track_functions = 'all'")
+
+    def calls() -> int:  # this transaction's calls so far (the test's connection is one transaction)
+        return int(conn.execute("SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_xact_user_functions "
+                                "WHERE schemaname = 'app_private' AND funcname = 'claim_job_walk'").fetchone()["n"])
+
+    before = calls()
+    got = claim(conn, types)
+    return (got["id"] if got else None), calls() - before
+
+
+def test_one_ready_tenant_is_claimed_without_the_walk(conn: psycopg.Connection, world: World) -> None:
+    first = enqueue(conn, world.asset, "noop", params={"tag": "a"}, priority=7)
+    enqueue(conn, world.asset, "noop", params={"tag": "b"}, priority=7)
+    assert walks(conn) == (first, 0)
+    assert walks(conn, ["noop"])[1] == 0
+
+
+def test_two_ready_tenants_at_the_best_priority_go_through_the_walk(conn: psycopg.Connection, world: World) -> None:
+    """The walk decides between tenants: the one with fewer running jobs goes first."""
+    other = f.asset(conn, f.tenant(conn), None)
+    mine = [enqueue(conn, world.asset, "noop", params={"tag": str(i)}) for i in range(2)]
+    theirs = enqueue(conn, other, "noop")
+    got = [walks(conn) for _ in range(2)]
+    assert {got[0][0], got[1][0]} == {mine[0], theirs}  # one of each, whichever tenant id sorts first
+    assert [n for _, n in got] == [1, 1]
+
+
+def test_a_tenant_ready_only_at_a_lower_priority_does_not_leave_the_fast_path(conn: psycopg.Connection,
+                                                                             world: World) -> None:
+    other = f.asset(conn, f.tenant(conn), None)
+    enqueue(conn, other, "noop", priority=2)
+    best = enqueue(conn, world.asset, "noop", priority=8)
+    assert walks(conn) == (best, 0)
+
+
+def test_delayed_jobs_are_not_ready(conn: psycopg.Connection, world: World) -> None:
+    """A tenant whose only job at the best priority is delayed is passed over by both descents."""
+    other = f.asset(conn, f.tenant(conn), None)
+    delayed = enqueue(conn, other, "noop", priority=9)
+    conn.execute("UPDATE asset_processing_jobs SET run_after = now() + interval '1 hour' WHERE id = %s", (delayed,))
+    ready = enqueue(conn, world.asset, "noop", priority=9)
+    assert walks(conn) == (ready, 0)
+    assert claim(conn) is None
+
+
+def test_a_claim_in_flight_sends_the_next_claim_to_a_lower_priority(db_url: str, conn: psycopg.Connection,
+                                                                   world: World) -> None:
+    """The only ready job at the best priority is locked by an uncommitted claim: the fast path's
+    UPDATE skips it, and the walk takes the lower-priority job instead of returning nothing."""
+    high = enqueue(conn, world.asset, "noop", params={"tag": "high"}, priority=9)
+    low = enqueue(conn, world.asset, "noop", params={"tag": "low"}, priority=1)
+    with psycopg.connect(db_url, row_factory=dict_row) as first:  # a transaction left open
+        assert first.execute("SELECT id FROM app_private.claim_job('a', 30, NULL)").fetchone()["id"] == high
+        assert walks(conn) == (low, 1)
+        first.commit()
+
+
+def test_a_capped_tenant_goes_through_the_walk(conn: psycopg.Connection, world: World) -> None:
+    jobs = [enqueue(conn, world.asset, "noop", params={"tag": str(i)}) for i in range(2)]
+    conn.execute("SELECT app_private.set_tenant_job_limit(%s, 1)", (world.tenant,))
+    assert walks(conn) == (jobs[0], 1)
+    assert walks(conn) == (None, 1)  # at its cap
+
+
+def test_any_pause_goes_through_the_walk(conn: psycopg.Connection, world: World) -> None:
+    other = f.tenant(conn)
+    job = enqueue(conn, world.asset, "noop")
+    conn.execute("SELECT app_private.pause_jobs(NULL, %s, 'another tenant')", (other,))
+    assert walks(conn) == (job, 1)
+
+
+def test_a_pool_claims_the_best_priority_of_its_types(conn: psycopg.Connection, world: World) -> None:
+    vid = f.asset(conn, world.tenant, world.user, file_type="video", original_filename="v.mp4", mime_type="video/mp4")
+    enqueue(conn, vid, "transcode", priority=9)
+    meta = enqueue(conn, vid, "metadata", priority=3)
+    thumb = enqueue(conn, vid, "thumbnail", priority=6)
+    assert walks(conn, ["thumbnail", "metadata"]) == (thumb, 0)
+    assert walks(conn, ["thumbnail", "metadata"]) == (meta, 0)
+    assert walks(conn, ["thumbnail", "metadata"]) == (None, 0)
