@@ -26,6 +26,7 @@ graphile-worker (npm) is installed by this script into a temporary folder, never
 Procrastinate runs from its own virtualenv (--procrastinate-python). Ours uses its own Redis server
 (started here on --redis-port with no persistence) so that Redis's CPU can be measured.
 
+--tenants N spreads contentforge's jobs over N tenants (default 1), so that its claim chooses between them.
 CF_BENCH_DB_PREFIX (default cf_bench_) names the databases, so that two runs can share a server.
 --bloat-jobs N (with --systems ours) instead runs N jobs with purging on and reports the table's size.
 """
@@ -212,8 +213,9 @@ class Ours(System):
     template = DB_PREFIX + "tpl_contentforge"
     assets = 1000
 
-    def __init__(self, redis: RedisServer, tree: Path = ROOT, name: str = "contentforge") -> None:
+    def __init__(self, redis: RedisServer, tree: Path = ROOT, name: str = "contentforge", tenants: int = 1) -> None:
         super().__init__()
+        self.tenants = tenants
         self.redis = redis
         self.seq = 0
         self.tree = tree  # a source tree (the baseline: a copy of an earlier commit)
@@ -232,10 +234,13 @@ class Ours(System):
                         "set_test_job_types; migrate(sys.argv[1]); set_test_job_types(sys.argv[1], True)", url],
                        env=self._env(), cwd=self.tree, check=True)
         with psycopg.connect(url, autocommit=True) as c:
-            tenant = c.execute("INSERT INTO tenants (name, slug) VALUES ('bench', 'bench') RETURNING id").fetchone()[0]
-            c.execute("""INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)
-                         SELECT %(t)s, 'f.bin', 'other', 'application/octet-stream', 1, %(t)s::text || '/k/' || g
-                         FROM generate_series(1, %(n)s) g""", {"t": tenant, "n": self.assets})
+            # The assets (and so the jobs) spread evenly over --tenants tenants.
+            for i in range(self.tenants):
+                tenant = c.execute("INSERT INTO tenants (name, slug) VALUES (%s, %s) RETURNING id",
+                                   (f"bench {i}", f"bench-{i}")).fetchone()[0]
+                c.execute("""INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)
+                             SELECT %(t)s, 'f.bin', 'other', 'application/octet-stream', 1, %(t)s::text || '/k/' || g
+                             FROM generate_series(1, %(n)s) g""", {"t": tenant, "n": self.assets // self.tenants})
 
     def spawn(self, url: str, processes: int, threads: int, *, latency: bool) -> list[subprocess.Popen[bytes]]:
         env = self._env()
@@ -557,6 +562,8 @@ def main() -> int:
     ap.add_argument("--procrastinate-python", help="a Python with procrastinate installed (its own virtualenv)")
     ap.add_argument("--graphile-version", default="latest")
     ap.add_argument("--redis-port", type=int, default=6391)
+    ap.add_argument("--tenants", type=int, default=1,
+                    help="contentforge: spread the jobs over this many tenants (the fair claim chooses between them)")
     ap.add_argument("--baseline-tree", type=Path,
                     help="also run contentforge from this source tree (a copy of an earlier commit) as 'contentforge-before'")
     ap.add_argument("--bloat-jobs", type=int, default=0)
@@ -573,9 +580,9 @@ def main() -> int:
     try:
         for name in wanted:
             if name == "contentforge":
-                systems.append(Ours(redis))
+                systems.append(Ours(redis, tenants=args.tenants))
                 if args.baseline_tree:
-                    systems.append(Ours(redis, args.baseline_tree.resolve(), "contentforge-before"))
+                    systems.append(Ours(redis, args.baseline_tree.resolve(), "contentforge-before", args.tenants))
             elif name == "graphile":
                 results["versions"]["graphile-worker"] = install_graphile(args.graphile_version, npm_dir)
                 systems.append(Graphile(npm_dir / "node_modules"))
