@@ -957,27 +957,27 @@ BEGIN
     FETCH v_prios INTO v_priority;
     EXIT WHEN NOT FOUND;
     IF v_types IS NULL THEN
+      -- One step per tenant with a ready job (0022): the next ready entry of jobs_claim_idx after
+      -- the previous tenant is the next tenant's best ready job (the index orders a tenant's jobs
+      -- by tenant_priority DESC, run_after), so the walk yields its run_after and needs no second
+      -- lookup per tenant (0019 walked every tenant with a pending job, then looked up its best
+      -- ready job twice: in the filter and in the sort).
       OPEN v_tenants FOR
         WITH RECURSIVE tenants AS (
-          (SELECT j.tenant_id FROM public.asset_processing_jobs j
-           WHERE j.status = 'pending' AND j.priority = v_priority ORDER BY j.tenant_id LIMIT 1)
+          (SELECT j.tenant_id, j.run_after FROM public.asset_processing_jobs j
+           WHERE j.status = 'pending' AND j.priority = v_priority AND j.run_after <= now()
+           ORDER BY j.priority DESC, j.tenant_id, j.tenant_priority DESC, j.run_after LIMIT 1)
           UNION ALL
-          SELECT (SELECT j.tenant_id FROM public.asset_processing_jobs j
-                  WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id > t.tenant_id
-                  ORDER BY j.tenant_id LIMIT 1)
-          FROM tenants t WHERE t.tenant_id IS NOT NULL
-        ), ready AS (
-          SELECT t.tenant_id,
-                 (SELECT j.run_after FROM public.asset_processing_jobs j
-                  WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id = t.tenant_id
-                    AND j.run_after <= now()
-                  ORDER BY j.tenant_priority DESC, j.run_after LIMIT 1) AS oldest
-          FROM tenants t WHERE t.tenant_id IS NOT NULL
+          SELECT n.tenant_id, n.run_after FROM tenants t CROSS JOIN LATERAL (
+            SELECT j.tenant_id, j.run_after FROM public.asset_processing_jobs j
+            WHERE j.status = 'pending' AND j.priority = v_priority AND j.tenant_id > t.tenant_id
+              AND j.run_after <= now()
+            ORDER BY j.priority DESC, j.tenant_id, j.tenant_priority DESC, j.run_after LIMIT 1) n
         ), counted AS (
-          SELECT r.tenant_id, r.oldest,
+          SELECT t.tenant_id, t.run_after AS oldest,
                  (SELECT count(*) FROM public.asset_processing_jobs x
-                  WHERE x.status = 'running' AND x.tenant_id = r.tenant_id) AS running
-          FROM ready r WHERE r.oldest IS NOT NULL
+                  WHERE x.status = 'running' AND x.tenant_id = t.tenant_id) AS running
+          FROM tenants t
         )
         SELECT c.tenant_id, c.running FROM counted c
         ORDER BY c.running,
@@ -1106,7 +1106,7 @@ $$;
 -- Name: FUNCTION claim_job_walk(p_worker_id text, p_lease_seconds integer, p_job_types text[]); Type: COMMENT; Schema: app_private; Owner: -
 --
 
-COMMENT ON FUNCTION app_private.claim_job_walk(p_worker_id text, p_lease_seconds integer, p_job_types text[]) IS 'The fair claim of migration 0019 (priorities, then tenants by running jobs, last served, oldest ready job; pools, pauses, caps). Called by app_private.claim_job when its fast path does not apply.';
+COMMENT ON FUNCTION app_private.claim_job_walk(p_worker_id text, p_lease_seconds integer, p_job_types text[]) IS 'The fair claim (priorities, then tenants by running jobs, last served, oldest ready job; pools, pauses, caps). Called by app_private.claim_job when its fast path does not apply.';
 
 
 --
