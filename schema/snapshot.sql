@@ -501,12 +501,21 @@ CREATE TABLE public.assets (
     last_accessed_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    status_changed_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT assets_duration_seconds_check CHECK ((duration_seconds >= (0)::numeric)),
     CONSTRAINT assets_file_size_check CHECK ((file_size >= 0)),
     CONSTRAINT assets_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT assets_processing_progress_check CHECK (((processing_progress >= 0) AND (processing_progress <= 100))),
     CONSTRAINT assets_variants_check CHECK ((jsonb_typeof(variants) = 'object'::text))
-);
+)
+WITH (fillfactor='90');
+
+
+--
+-- Name: COLUMN assets.status_changed_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.assets.status_changed_at IS 'When processing_status last changed (set by a trigger); what the maintenance jobs age assets by.';
 
 
 --
@@ -1201,11 +1210,11 @@ CREATE FUNCTION app_private.collect_orphaned_assets(p_failed_older_than interval
   WITH doomed AS (
     SELECT a.id FROM public.assets a
     WHERE (a.processing_status = 'deleted'
-           OR (a.processing_status = 'failed' AND a.updated_at < now() - p_failed_older_than))
+           OR (a.processing_status = 'failed' AND a.status_changed_at < now() - p_failed_older_than))
       AND NOT EXISTS (SELECT 1 FROM public.content_assets ca WHERE ca.tenant_id = a.tenant_id AND ca.asset_id = a.id)
       AND NOT EXISTS (SELECT 1 FROM public.content_collections cc
                       WHERE cc.tenant_id = a.tenant_id AND cc.cover_asset_id = a.id)
-    ORDER BY a.updated_at
+    ORDER BY a.status_changed_at
     LIMIT p_batch
     FOR UPDATE SKIP LOCKED
   ), marked AS (
@@ -1417,7 +1426,7 @@ CREATE FUNCTION app_private.expire_stuck_uploads(p_older_than interval DEFAULT '
     AS $$
   WITH stuck AS (
     SELECT a.id FROM public.assets a
-    WHERE a.processing_status = 'uploading' AND a.updated_at < now() - p_older_than
+    WHERE a.processing_status = 'uploading' AND a.status_changed_at < now() - p_older_than
     LIMIT p_batch FOR UPDATE SKIP LOCKED
   ), expired AS (
     UPDATE public.assets a SET processing_status = 'failed',
@@ -2550,6 +2559,21 @@ BEGIN
   v_result := v_result || jsonb_build_object('search_queries_purged', app_private.purge_search_queries());
   v_result := v_result || jsonb_build_object('jobs_purged', app_private.purge_finished_jobs(interval '7 days'));
   RETURN v_result;
+END;
+$$;
+
+
+--
+-- Name: set_status_changed_at(); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.set_status_changed_at() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+  NEW.status_changed_at := now();
+  RETURN NEW;
 END;
 $$;
 
@@ -5085,10 +5109,10 @@ CREATE INDEX assets_transcript_idx ON public.assets USING gin (transcript_vector
 
 
 --
--- Name: assets_unfinished_idx; Type: INDEX; Schema: public; Owner: -
+-- Name: assets_unfinished_status_age_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX assets_unfinished_idx ON public.assets USING btree (processing_status, updated_at) WHERE (processing_status <> 'ready'::public.asset_status_enum);
+CREATE INDEX assets_unfinished_status_age_idx ON public.assets USING btree (processing_status, status_changed_at) WHERE (processing_status <> 'ready'::public.asset_status_enum);
 
 
 --
@@ -5663,6 +5687,13 @@ CREATE CONSTRAINT TRIGGER assets_events_update AFTER UPDATE OF processing_status
 --
 
 CREATE TRIGGER assets_guard_ingested_storage BEFORE INSERT OR UPDATE OF storage_bucket, storage_path ON public.assets FOR EACH ROW EXECUTE FUNCTION app_private.guard_ingested_storage();
+
+
+--
+-- Name: assets assets_status_changed_at; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER assets_status_changed_at BEFORE UPDATE OF processing_status ON public.assets FOR EACH ROW WHEN ((old.processing_status IS DISTINCT FROM new.processing_status)) EXECUTE FUNCTION app_private.set_status_changed_at();
 
 
 --
@@ -7694,6 +7725,13 @@ REVOKE ALL ON FUNCTION app_private.roll_up_engagement(p_since timestamp with tim
 --
 
 REVOKE ALL ON FUNCTION app_private.run_maintenance() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION set_status_changed_at(); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.set_status_changed_at() FROM PUBLIC;
 
 
 --

@@ -22,13 +22,16 @@ def walks(conn: psycopg.Connection, types: list[str] | None = None) -> tuple[uui
     """Claim once; return the job's id and how many times the claim ran the walk."""
     conn.execute("SET track_functions = 'all'")
 
-    def calls() -> int:  # this transaction's calls so far (the test's connection is one transaction)
+    def calls() -> int:  # calls not yet flushed to the cumulative statistics, this transaction's included
         return int(conn.execute("SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_xact_user_functions "
                                 "WHERE schemaname = 'app_private' AND funcname = 'claim_job_walk'").fetchone()["n"])
 
-    before = calls()
-    got = claim(conn, types)
-    return (got["id"] if got else None), calls() - before
+    # One transaction: a backend flushes its pending statistics only between transactions, so the
+    # difference counts exactly this claim's calls.
+    with conn.transaction():
+        before = calls()
+        got = claim(conn, types)
+        return (got["id"] if got else None), calls() - before
 
 
 def test_one_ready_tenant_is_claimed_without_the_walk(conn: psycopg.Connection, world: World) -> None:

@@ -131,7 +131,7 @@ def test_nightly_removes_unused_failed_assets_with_their_files(conn, db_url, set
              cover_asset_id=ids["cover"])
     f.content(conn, t, u, blocks=[{"type": "image", "asset_id": str(ids["in_block"])}])
     conn.execute("SET session_replication_role = replica")
-    conn.execute("UPDATE assets SET updated_at = now() - interval '30 days'")
+    conn.execute("UPDATE assets SET status_changed_at = now() - interval '30 days'")
     conn.execute("RESET session_replication_role")
     out = run_task(db_url, settings, "nightly", storage_url=storage_url)
     assert out.outcome == "succeeded", out.error

@@ -305,8 +305,8 @@ def test_d30_cleanup_spares_covers_and_block_assets(conn, ab) -> None:
     f.insert(conn, "content_collections", tenant_id=a, creator_id=u, name="c", slug="c", collection_type="course",
              cover_asset_id=cover)
     f.content(conn, a, u, blocks=[{"type": "image", "asset_id": str(in_block)}])
-    conn.execute("SET session_replication_role = replica")  # skip set_updated_at to age the rows
-    conn.execute("UPDATE assets SET updated_at = now() - interval '30 days'")
+    conn.execute("SET session_replication_role = replica")  # no trigger runs while the rows are aged
+    conn.execute("UPDATE assets SET status_changed_at = now() - interval '30 days'")
     conn.execute("RESET session_replication_role")
     rows = conn.execute("SELECT asset_id FROM app_private.collect_orphaned_assets()").fetchall()
     assert [r["asset_id"] for r in rows] == [unused]
