@@ -29,11 +29,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from contentforge.api import set_test_job_types  # noqa: E402
-from schema.named_queries import queries  # noqa: E402
-from schema.runner import load_migrations, migrate  # noqa: E402
+from contentforge.api import set_test_job_types
+from schema.named_queries import queries
+from schema.runner import load_migrations, migrate
 
 ADMIN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 _TICK = os.sysconf("SC_CLK_TCK")
