@@ -824,6 +824,7 @@ DECLARE
   v_priority integer;
   v_tenant uuid;
   v_other uuid;                         -- another tenant ready at v_priority
+  v_type text;
   v_job public.asset_processing_jobs;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM app_private.job_pauses) THEN
@@ -871,20 +872,50 @@ BEGIN
     END IF;
     IF v_other IS NULL
        AND NOT EXISTS (SELECT 1 FROM app_private.tenant_job_limits l WHERE l.tenant_id = v_tenant) THEN
-      UPDATE public.asset_processing_jobs j SET
-        status = 'running', attempts = j.attempts + 1, worker_id = p_worker_id,
-        started_at = clock_timestamp(), heartbeat_at = now(),
-        lease_expires_at = now() + make_interval(secs => p_lease_seconds),
-        progress = 0
-      WHERE j.id = (
-        SELECT c.id FROM public.asset_processing_jobs c
-        WHERE c.status = 'pending' AND c.priority = v_priority AND c.tenant_id = v_tenant
-          AND c.run_after <= now() AND (p_job_types IS NULL OR c.job_type = ANY (p_job_types))
-        ORDER BY c.tenant_priority DESC, c.run_after
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-      )
-      RETURNING j.* INTO v_job;
+      -- Without a pool: the tenant's best ready job (jobs_claim_idx). With one: the pool's types
+      -- one at a time, best first, each an ordered walk of jobs_claim_type_idx, as in the walk, so
+      -- a light pool never reads through the tenant's backlog of heavy jobs.
+      IF p_job_types IS NULL THEN
+        UPDATE public.asset_processing_jobs j SET
+          status = 'running', attempts = j.attempts + 1, worker_id = p_worker_id,
+          started_at = clock_timestamp(), heartbeat_at = now(),
+          lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+          progress = 0
+        WHERE j.id = (
+          SELECT c.id FROM public.asset_processing_jobs c
+          WHERE c.status = 'pending' AND c.priority = v_priority AND c.tenant_id = v_tenant
+            AND c.run_after <= now()
+          ORDER BY c.tenant_priority DESC, c.run_after
+          LIMIT 1
+          FOR UPDATE SKIP LOCKED
+        )
+        RETURNING j.* INTO v_job;
+      ELSE
+        FOR v_type IN
+          SELECT tt.job_type FROM unnest(p_job_types) tt(job_type) CROSS JOIN LATERAL (
+            SELECT j.tenant_priority, j.run_after FROM public.asset_processing_jobs j
+            WHERE j.status = 'pending' AND j.job_type = tt.job_type AND j.priority = v_priority
+              AND j.tenant_id = v_tenant AND j.run_after <= now()
+            ORDER BY j.tenant_priority DESC, j.run_after LIMIT 1) x
+          ORDER BY x.tenant_priority DESC, x.run_after
+        LOOP
+          UPDATE public.asset_processing_jobs j SET
+            status = 'running', attempts = j.attempts + 1, worker_id = p_worker_id,
+            started_at = clock_timestamp(), heartbeat_at = now(),
+            lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+            progress = 0
+          WHERE j.id = (
+            SELECT c.id FROM public.asset_processing_jobs c
+            WHERE c.status = 'pending' AND c.job_type = v_type AND c.priority = v_priority
+              AND c.tenant_id = v_tenant AND c.run_after <= now()
+            ORDER BY c.tenant_priority DESC, c.run_after
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+          )
+          RETURNING j.* INTO v_job;
+          EXIT WHEN v_job.id IS NOT NULL;
+        END LOOP;
+      END IF;
       IF v_job.id IS NOT NULL THEN
         RETURN NEXT v_job;
         RETURN;

@@ -103,3 +103,25 @@ def test_a_pool_claims_the_best_priority_of_its_types(conn: psycopg.Connection, 
     assert walks(conn, ["thumbnail", "metadata"]) == (thumb, 0)
     assert walks(conn, ["thumbnail", "metadata"]) == (meta, 0)
     assert walks(conn, ["thumbnail", "metadata"]) == (None, 0)
+
+
+def test_a_light_pool_does_not_read_through_the_tenant_s_heavy_backlog(conn: psycopg.Connection,
+                                                                       world: World) -> None:
+    """200 transcodes of the same tenant and priority sort ahead of one thumbnail in jobs_claim_idx;
+    the light pool's claim reaches the thumbnail through jobs_claim_type_idx, fetching a handful of
+    rows, not the 200 (counted from the table's index-fetch statistics of this transaction)."""
+    conn.execute("""WITH a AS (INSERT INTO assets (tenant_id, original_filename, file_type, mime_type, file_size, storage_path)
+                               SELECT %(t)s, 'v.mp4', 'video', 'video/mp4', 1, %(t)s::text || '/v/' || g
+                               FROM generate_series(1, 200) g RETURNING id)
+                    SELECT count(enqueue_asset_job(asset_id => a.id, job_type => 'transcode', priority => 5)) FROM a""",
+                 {"t": world.tenant})
+    conn.execute("UPDATE asset_processing_jobs SET run_after = now() - interval '1 hour'")
+    vid = f.asset(conn, world.tenant, world.user, file_type="video", original_filename="v.mp4", mime_type="video/mp4")
+    thumb = enqueue(conn, vid, "thumbnail", priority=5)
+    with conn.transaction():
+        fetched = "SELECT idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relid = 'public.asset_processing_jobs'::regclass"
+        before = conn.execute(fetched).fetchone()["idx_tup_fetch"]
+        got = walks(conn, ["thumbnail", "metadata"])
+        after = conn.execute(fetched).fetchone()["idx_tup_fetch"]
+    assert got == (thumb, 0)
+    assert after - before < 20
