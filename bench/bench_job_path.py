@@ -10,7 +10,7 @@ are claimed and completed on one connection exactly as a busy worker does (``cla
 ``complete_and_claim`` from schema/queries/queue.sql until nothing is left). Reported per job:
 the backend's CPU time (/proc), wall time, and per SQL function the time from
 ``pg_stat_user_functions`` (``track_functions = all``; total time includes nested functions).
-The two databases alternate (their order flips each repetition); medians over repetitions.
+CF_BENCH_DB_PREFIX (default cf_bench_) names the databases. The two databases alternate (their order flips each repetition); medians over repetitions.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from schema.named_queries import queries
 from schema.runner import load_migrations, migrate
 
 ADMIN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: Prefix of the databases this run creates (two runs at once on one server need different ones).
+DB_PREFIX = os.environ.get("CF_BENCH_DB_PREFIX", "cf_bench_")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -116,12 +118,12 @@ def main() -> int:
         for rep in range(args.repeat):
             sides = [("before", args.before), ("after", None)]
             for side, upto in sides if rep % 2 == 0 else sides[::-1]:
-                url = build(f"cf_bench_path_{side}", upto, tenants, args.state)
+                url = build(f"{DB_PREFIX}path_{side}", upto, tenants, args.state)
                 r = run(url, args.jobs)
                 results["runs"].setdefault(f"{tenants}", {}).setdefault(side, []).append(r)
                 print(json.dumps({"tenants": tenants, "rep": rep, "side": side,
                                   **{k: v for k, v in r.items() if k != "functions"}}), file=sys.stderr)
-    for name in ("cf_bench_path_before", "cf_bench_path_after"):
+    for name in (f"{DB_PREFIX}path_before", f"{DB_PREFIX}path_after"):
         with psycopg.connect(ADMIN, autocommit=True) as c:
             c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     print(json.dumps(results, indent=2))

@@ -216,6 +216,7 @@ class Ours(System):
     def __init__(self, redis: RedisServer, tree: Path = ROOT, name: str = "contentforge", tenants: int = 1) -> None:
         super().__init__()
         self.tenants = tenants
+        self.assets = self.assets // tenants * tenants  # the same number of assets per tenant
         self.redis = redis
         self.seq = 0
         self.tree = tree  # a source tree (the baseline: a copy of an earlier commit)

@@ -2603,7 +2603,11 @@ CREATE FUNCTION app_private.set_status_changed_at() RETURNS trigger
     SET search_path TO ''
     AS $$
 BEGIN
-  NEW.status_changed_at := now();
+  IF TG_OP = 'INSERT' OR NEW.processing_status IS DISTINCT FROM OLD.processing_status THEN
+    NEW.status_changed_at := now();
+  ELSE
+    NEW.status_changed_at := OLD.status_changed_at;
+  END IF;
   RETURN NEW;
 END;
 $$;
@@ -5724,7 +5728,7 @@ CREATE TRIGGER assets_guard_ingested_storage BEFORE INSERT OR UPDATE OF storage_
 -- Name: assets assets_status_changed_at; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER assets_status_changed_at BEFORE UPDATE OF processing_status ON public.assets FOR EACH ROW WHEN ((old.processing_status IS DISTINCT FROM new.processing_status)) EXECUTE FUNCTION app_private.set_status_changed_at();
+CREATE TRIGGER assets_status_changed_at BEFORE INSERT OR UPDATE ON public.assets FOR EACH ROW EXECUTE FUNCTION app_private.set_status_changed_at();
 
 
 --

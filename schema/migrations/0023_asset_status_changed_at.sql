@@ -8,7 +8,7 @@
 -- state (uploading for more than a day, failed for more than a week), and updated_at never said
 -- that exactly: any edit of the asset reset it.
 --
--- Now assets carry status_changed_at, set when processing_status changes; the maintenance functions
+-- Now assets carry status_changed_at, set by a trigger when processing_status changes; the maintenance functions
 -- and the index (0024) use it, and updated_at is no longer indexed. A roll-up that moves only the
 -- progress changes no indexed column and can stay on its page (fillfactor 90 leaves room on new
 -- pages; HOT pruning makes room on old ones).
@@ -22,16 +22,23 @@ COMMENT ON COLUMN public.assets.status_changed_at IS
   'When processing_status last changed (set by a trigger); what the maintenance jobs age assets by.';
 ALTER TABLE public.assets SET (fillfactor = 90);
 
+-- Only the database sets it: now() on insert and whenever the status changes, else the old value
+-- (an API role that may update an asset must not be able to keep it away from the clean-up by
+-- writing a date far in the future). To age rows on purpose (tests, a data fix), an owner disables
+-- triggers for the session (session_replication_role = replica).
 CREATE FUNCTION app_private.set_status_changed_at() RETURNS trigger
 LANGUAGE plpgsql SET search_path = '' AS $$
 BEGIN
-  NEW.status_changed_at := now();
+  IF TG_OP = 'INSERT' OR NEW.processing_status IS DISTINCT FROM OLD.processing_status THEN
+    NEW.status_changed_at := now();
+  ELSE
+    NEW.status_changed_at := OLD.status_changed_at;
+  END IF;
   RETURN NEW;
 END;
 $$;
-CREATE TRIGGER assets_status_changed_at BEFORE UPDATE OF processing_status ON public.assets
-  FOR EACH ROW WHEN (OLD.processing_status IS DISTINCT FROM NEW.processing_status)
-  EXECUTE FUNCTION app_private.set_status_changed_at();
+CREATE TRIGGER assets_status_changed_at BEFORE INSERT OR UPDATE ON public.assets
+  FOR EACH ROW EXECUTE FUNCTION app_private.set_status_changed_at();
 REVOKE ALL ON FUNCTION app_private.set_status_changed_at() FROM PUBLIC;
 
 -- 0010's maintenance functions, aging assets by status_changed_at instead of updated_at.

@@ -11,6 +11,13 @@ from tests import factories as f
 from tests.integration.queue.conftest import enqueue
 
 
+def age(conn: psycopg.Connection, asset: uuid.UUID, interval: str) -> None:
+    """Move the asset's status age back, as only an owner with triggers off can."""
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("UPDATE assets SET status_changed_at = now() - %s::interval WHERE id = %s", (interval, asset))
+    conn.execute("RESET session_replication_role")
+
+
 def asset_row(conn: psycopg.Connection, asset: uuid.UUID) -> dict:
     return conn.execute("SELECT processing_status, processing_progress, status_changed_at, updated_at "
                         "FROM assets WHERE id = %s", (asset,)).fetchone()
@@ -19,7 +26,7 @@ def asset_row(conn: psycopg.Connection, asset: uuid.UUID) -> dict:
 def test_status_changed_at_moves_with_the_status_only(conn: psycopg.Connection) -> None:
     tenant = f.tenant(conn)
     asset = f.asset(conn, tenant, None, processing_status="uploading")
-    conn.execute("UPDATE assets SET status_changed_at = now() - interval '2 days' WHERE id = %s", (asset,))
+    age(conn, asset, "2 days")
     conn.execute("UPDATE assets SET metadata = '{\"edited\": true}' WHERE id = %s", (asset,))
     row = asset_row(conn, asset)
     assert row["status_changed_at"] < row["updated_at"] - __import__("datetime").timedelta(days=1)
@@ -28,13 +35,24 @@ def test_status_changed_at_moves_with_the_status_only(conn: psycopg.Connection) 
     assert row["status_changed_at"] == row["updated_at"]  # both now() of that statement's transaction
 
 
+def test_status_changed_at_cannot_be_written(conn: psycopg.Connection) -> None:
+    """An insert or an update that names the column gets the database's time: an API role allowed
+    to edit an asset cannot keep it away from the clean-up."""
+    tenant = f.tenant(conn)
+    asset = f.asset(conn, tenant, None, processing_status="uploading", status_changed_at="infinity")
+    first = asset_row(conn, asset)["status_changed_at"]
+    assert first.year < 3000
+    conn.execute("UPDATE assets SET status_changed_at = 'infinity', metadata = '{}' WHERE id = %s", (asset,))
+    assert asset_row(conn, asset)["status_changed_at"] == first
+
+
 def test_an_upload_stuck_for_two_days_expires_though_it_was_edited_today(conn: psycopg.Connection) -> None:
     """The age is the status's: an edit of the asset (which resets updated_at) does not keep a stuck
     upload alive, and a fresh upload is left alone."""
     tenant = f.tenant(conn)
     stuck = f.asset(conn, tenant, None, processing_status="uploading")
     fresh = f.asset(conn, tenant, None, processing_status="uploading")
-    conn.execute("UPDATE assets SET status_changed_at = now() - interval '2 days' WHERE id = %s", (stuck,))
+    age(conn, stuck, "2 days")
     conn.execute("UPDATE assets SET metadata = '{\"edited\": true}' WHERE id = %s", (stuck,))
     assert conn.execute("SELECT app_private.expire_stuck_uploads() AS n").fetchone()["n"] == 1
     assert asset_row(conn, stuck)["processing_status"] == "failed"
