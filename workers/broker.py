@@ -15,7 +15,8 @@ empty it blocks on that subscription (no CPU, no Redis commands) until a wake-up
 ``worker_timeout`` passes (the safety poll, ``CONTENTFORGE_WORKER_POLL_MS``): a fetch that returned
 fewer nudges than it asked for has emptied the queue, so the consumer sleeps at once instead of
 fetching again (a nudge sent since then has published a wake-up that is waiting on the
-subscription). The fetch itself, the acks and the requeue of a dead worker's unacked messages stay
+subscription). A consumer whose prefetch is full waits for one of its threads to ack (an event
+set by the ack), not on a timer. The fetch itself, the acks and the requeue of a dead worker's unacked messages stay
 Dramatiq's own Lua scripts. Redis pub/sub delivers at most once, so a wake-up can be lost (the subscriber's
 connection dropped at that moment); the relay's sweep publishes a wake-up for every queue with
 ready jobs, so such a nudge waits at most one sweep interval (or one safety poll).
@@ -23,6 +24,7 @@ ready jobs, so such a nudge waits at most one sweep interval (or one safety poll
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -39,9 +41,6 @@ from contentforge.redaction import redact
 
 #: The one actor every nudge names.
 ACTOR_NAME = "process_next_job"
-#: How long a consumer whose prefetch is full waits before looking again, in milliseconds: it
-#: cannot fetch until one of its threads acks, which does not wake it (only a busy worker polls).
-FULL_PREFETCH_POLL_MS = 10
 #: Commands out of a million that run Dramatiq's maintenance (requeueing the unacked nudges of
 #: worker processes whose heartbeat is older than a minute). Dramatiq's default (1,000) assumes
 #: consumers poll many times a second; ours send about one command per safety poll while idle, so
@@ -147,6 +146,8 @@ class _WakingConsumer(_RedisConsumer):
         super().__init__(broker, queue_name, prefetch, timeout)
         #: The last fetch emptied the queue (it returned fewer nudges than it asked for).
         self.drained = False
+        #: Set by a worker thread's ack or nack: a consumer whose prefetch is full waits on it.
+        self.room = threading.Event()
         self.pubsub = broker.client.pubsub()
         try:
             self.pubsub.subscribe(broker.wake_channel(queue_name))
@@ -170,6 +171,7 @@ class _WakingConsumer(_RedisConsumer):
                     message = Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
+                self.room.clear()  # before counting: an ack from now on ends the wait below
                 free = self.prefetch - self.outstanding_message_count
                 if free > 0 and not self.drained:
                     self.message_cache = self.broker.do_fetch(self.queue_name, free)
@@ -178,13 +180,28 @@ class _WakingConsumer(_RedisConsumer):
                     self.drained = len(self.message_cache) < free
                     if self.message_cache:
                         continue
-                # A full prefetch polls: a thread's ack frees room but publishes no wake-up. An
-                # empty queue needs no poll: only a new nudge (and its wake-up) can fill it.
-                self._sleep(self.timeout if free > 0 or self.drained else FULL_PREFETCH_POLL_MS)
+                if free > 0 or self.drained:
+                    self._sleep(self.timeout)  # only a new nudge (and its wake-up) can fill the queue
+                else:
+                    # A full prefetch cannot fetch before a thread acks: wait for that (no poll),
+                    # or for the safety poll. Wake-ups meanwhile wait on the subscription.
+                    self.room.wait(self.timeout / 1000)
                 self.drained = False
                 return None
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
+
+    def ack(self, message: MessageProxy) -> None:
+        try:
+            super().ack(message)
+        finally:
+            self.room.set()
+
+    def nack(self, message: MessageProxy) -> None:
+        try:
+            super().nack(message)
+        finally:
+            self.room.set()
 
     def _sleep(self, timeout_ms: int) -> None:
         """Block until a wake-up arrives or ``timeout_ms`` passes; swallow the wake-ups queued up."""

@@ -137,3 +137,23 @@ def test_a_consumer_that_emptied_the_queue_waits_for_a_wake_up(settings: Setting
         assert next(consumer) is not None
     finally:
         consumer.close()
+
+
+def test_a_consumer_with_a_full_prefetch_waits_for_an_ack_instead_of_polling(
+        settings: Settings, broker: WakingRedisBroker) -> None:
+    """A consumer whose prefetch is full comes back to Dramatiq once, when a thread acks, not at every poll meanwhile."""
+    queue = settings.queue_name
+    broker.declare_queue(queue)
+    broker.nudge(queue, 2)
+    consumer = broker.consume(queue, prefetch=1, timeout=30_000)
+    try:
+        first = next(consumer)
+        assert first is not None
+        threading.Timer(0.3, lambda: consumer.ack(first)).start()
+        returns = 0
+        while (second := next(consumer)) is None:
+            returns += 1
+        assert returns == 1
+        consumer.ack(second)
+    finally:
+        consumer.close()
