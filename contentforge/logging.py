@@ -58,3 +58,21 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)
+
+
+def enabled(name: str, level: int) -> bool:
+    """Whether a line of ``level`` (``logging.INFO``, ...) from logger ``name`` would be written.
+
+    structlog runs its processors (context, timestamp) before the standard library drops a line
+    below the configured level, so a caller in a hot path asks first and skips building the line.
+    True until :func:`configure_logging` has run (structlog's own default writes every line).
+    """
+    if not _configured:
+        return True
+    logger = _stdlib_loggers.get(name)
+    if logger is None:  # logging.getLogger takes the logging module's lock: once per name
+        logger = _stdlib_loggers[name] = logging.getLogger(name)
+    return logger.isEnabledFor(level)
+
+
+_stdlib_loggers: dict[str, logging.Logger] = {}

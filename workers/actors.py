@@ -157,8 +157,17 @@ def _execute(rt: Runtime, job: ClaimedJob, tmp: Path, active: ActiveJob,
                                duration_seconds=fields.duration_seconds, transcript=fields.transcript)
 
 
+#: Value types that JSON keeps as they are: a mapping of only these needs no round trip.
+_JSON_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _json_safe(value: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(value), default=str))
+    """``value`` as JSON would give it back (anything else as its ``str``); a flat mapping of plain
+    values (a no-op job's result) is copied without the round trip."""
+    plain = dict(value)
+    if all(type(k) is str and type(v) in _JSON_PLAIN for k, v in plain.items()):
+        return plain
+    return json.loads(json.dumps(plain, default=str))
 
 
 __all__ = ["declare", "process_next_job", "run_claimed"]

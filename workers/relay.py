@@ -2,9 +2,11 @@
 
 - It LISTENs on ``contentforge_jobs`` (sent at commit by enqueue, retry and release). On each
   notification it first sends one nudge at once if none is waiting (an idle worker starts without
-  waiting for a query), then *tops up* the queue: it counts ready pending rows (capped at
-  ``relay_max_nudges``) and sends as many nudges as that count exceeds the nudges already waiting
-  in Redis. Each batch of nudges is followed by one wake-up on the queue's channel (workers/broker.py).
+  waiting for a query: the check and the nudge are one Redis round trip, and the pools it goes by
+  are the ones read at the last top-up), then *tops up* the queue: it counts ready pending rows
+  (capped at ``relay_max_nudges``) and sends as many nudges as that count exceeds the nudges already
+  waiting in Redis. Each batch of nudges and its wake-up on the queue's channel are one round trip
+  to Redis (workers/broker.py).
 - Every ``sweep_interval_seconds`` (and when a delayed job becomes ready) it also reclaims expired
   leases (``reclaim_expired_jobs``), purges finished jobs older than the retention in one bounded
   batch, and tops up. So a nudge lost in Redis (flushed, restarted, never sent) delays a job by at
@@ -29,8 +31,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import dramatiq
 import psycopg
@@ -40,11 +43,12 @@ from contentforge.db import open_connection
 from contentforge.errors import BrokerUnavailable, DatabaseUnavailable
 from contentforge.logging import get_logger
 from schema.named_queries import queries
-from workers.broker import ACTOR_NAME, WakingRedisBroker, queue_size
+from workers.broker import WakingRedisBroker, queue_size
 from workers.claim import JobStore
 from workers.pools import POOL_STALE_SECONDS
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 #: Session advisory lock that elects the one active relay per database ("cfjobrly").
 RELAY_LOCK_KEY = 0x63666A6F62726C79
@@ -59,6 +63,11 @@ HEALTHY_RUN_SECONDS = 30.0
 PURGE_BATCH = 5000
 #: Expired leases reclaimed per sweep.
 RECLAIM_BATCH = 1000
+#: How long the top-up waits after a notification's first nudge, in seconds. That nudge already
+#: wakes a worker, and a worker that finds work passes a nudge on; the top-up's queries would only
+#: compete for the CPU and PostgreSQL with that worker's claim (a few milliseconds on a small
+#: machine). Notifications arriving meanwhile share the one top-up.
+TOP_UP_DELAY_SECONDS = 0.01
 
 
 class Relay:
@@ -78,6 +87,9 @@ class Relay:
         self.nudges_sent = 0
         self.restarts = 0  # times the loop died of an unexpected error and was started again
         self._next_ready: datetime | None = None
+        #: The pools read by the last top-up: a notification's first nudge goes by them, so that it
+        #: waits for no query (see :meth:`notified`).
+        self._pools: list[tuple[str, list[str] | None, int]] | None = None
         broker.declare_queue(queue_name)
 
     # --- the steps ------------------------------------------------------------------------
@@ -88,38 +100,55 @@ class Relay:
         if queue not in self._declared:
             self.broker.declare_queue(queue)
             self._declared.add(queue)
-        for _ in range(count):
-            self.broker.enqueue(dramatiq.Message(queue_name=queue, actor_name=ACTOR_NAME,
-                                                 args=(), kwargs={}, options={}), wake=False)
+        self.broker.nudge(queue, count)
         self.nudges_sent += count
-        self.broker.wake(queue)
 
     def pools(self) -> list[tuple[str, list[str] | None, int]]:
         """(queue, job types or None for all, most nudges) of every pool to nudge."""
         reported = self.store.live_pools(POOL_STALE_SECONDS)
         if not reported:
-            return [(self.queue_name, None, self.max_nudges)]
-        return [(p["queue_name"], p["job_types"], min(self.pool_max_nudges, int(p["threads"]))) for p in reported]
+            pools: list[tuple[str, list[str] | None, int]] = [(self.queue_name, None, self.max_nudges)]
+        else:
+            pools = [(p["queue_name"], p["job_types"], min(self.pool_max_nudges, int(p["threads"])))
+                     for p in reported]
+        self._pools = pools
+        return pools
 
     def notified(self) -> int:
         """A commit announced ready work. With one pool that takes every job type (the default
-        deployment), send one nudge at once if none is waiting, before counting (the count is a
-        query; an idle worker should not wait for it); then top up every pool. With several pools
-        the notification does not say which pool the work is for, and a nudge must never wake a
-        worker that cannot take the job, so they are topped up from their counts only."""
-        pools = self.pools()
-        sent = 0
-        if len(pools) == 1 and pools[0][1] is None and queue_size(self.broker, pools[0][0]) == 0:
-            self.nudge(1, pools[0][0])
-            sent = 1
-        return sent + self.top_up(already_sent=sent, pools=pools)
+        deployment), send one nudge at once if none is waiting, before any query (an idle worker
+        should not wait for one): the pools are those of the last top-up, and the check and the nudge
+        are one round trip to Redis. Then top up every pool, from the pools read now. With several
+        pools the notification does not say which pool the work is for, and a nudge must never wake a
+        worker that cannot take the job, so they are topped up from their counts only. (Pools read a
+        moment ago are safe to go by: the pool that takes every job type can take this one; if it
+        stopped since, its one nudge waits in a queue nobody reads.)"""
+        sent_to = self.nudge_at_once()
+        return (sent_to is not None) + self.top_up(already_sent=1 if sent_to else 0, sent_to=sent_to)
 
-    def top_up(self, *, wake: bool = False, already_sent: int = 0,
+    def nudge_at_once(self) -> str | None:
+        """The first step of :meth:`notified`: with one pool that takes every job type (as read at
+        the last top-up), one nudge to its queue unless one is waiting there; returns the queue
+        nudged, or None (several pools, or a nudge was waiting)."""
+        known = self._pools if self._pools is not None else self.pools()
+        if len(known) != 1 or known[0][1] is not None:
+            return None
+        queue = known[0][0]
+        if queue not in self._declared:
+            self.broker.declare_queue(queue)
+            self._declared.add(queue)
+        if not self.broker.nudge(queue, 1, only_if_idle=True):
+            return None
+        self.nudges_sent += 1
+        return queue
+
+    def top_up(self, *, wake: bool = False, already_sent: int = 0, sent_to: str | None = None,
                pools: list[tuple[str, list[str] | None, int]] | None = None) -> int:
         """Send nudges until each pool's queue holds at least one per ready job of its types (up to
-        its cap), counting ``already_sent`` nudges just sent to a single pool as waiting (whether
-        or not a worker fetched them already). With ``wake`` (the sweep), wake a pool's consumers even
-        when no nudge was missing: the nudges waiting may be ones whose wake-up was lost."""
+        its cap), counting ``already_sent`` nudges just sent to the queue ``sent_to`` (None: to a
+        single pool) as waiting (whether or not a worker fetched them already). With ``wake`` (the
+        sweep), wake a pool's consumers even when no nudge was missing: the nudges waiting may be
+        ones whose wake-up was lost."""
         sent = 0
         next_ready: datetime | None = None
         for queue, job_types, cap in pools if pools is not None else self.pools():
@@ -130,7 +159,8 @@ class Relay:
                 continue
             # The nudges just sent are in the queue unless a worker fetched them already: either
             # way they count once.
-            missing = min(ready, cap) - max(queue_size(self.broker, queue), already_sent)
+            just_sent = already_sent if sent_to is None or sent_to == queue else 0
+            missing = min(ready, cap) - max(queue_size(self.broker, queue), just_sent)
             if missing > 0:
                 self.nudge(missing, queue)
                 sent += missing
@@ -203,12 +233,16 @@ class Relay:
         self.active.set()
         log.info("relay active", queue=self.queue_name)
         next_sweep = 0.0
+        top_up_due: float | None = None  # a notification's top-up, deferred (TOP_UP_DELAY_SECONDS)
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_sweep:
                 self._guarded(self.sweep)
                 next_sweep = now + self.sweep_interval
+                top_up_due = None  # the sweep topped up
             wait = max(0.0, next_sweep - time.monotonic())
+            if top_up_due is not None:
+                wait = min(wait, max(0.0, top_up_due - time.monotonic()))
             if self._next_ready is not None:
                 until = (self._next_ready - datetime.now(UTC)).total_seconds()
                 wait = min(wait, max(until, 0.0) + 0.005)
@@ -216,16 +250,26 @@ class Relay:
             for _ in conn.notifies(timeout=min(wait, 0.5), stop_after=1):
                 notified = True
             if notified:
-                self._guarded(self.notified)
+                # The first nudge at once; the top-up a moment later (unless one is due already).
+                if self._guarded(self.nudge_at_once) is None:
+                    self._guarded(self.top_up)
+                    top_up_due = None
+                elif top_up_due is None:
+                    top_up_due = time.monotonic() + TOP_UP_DELAY_SECONDS
+            elif top_up_due is not None and time.monotonic() >= top_up_due:
+                # The first nudge has been fetched (or still waits in the queue, where it counts).
+                self._guarded(self.top_up)
+                top_up_due = None
             elif self._next_ready is not None and datetime.now(UTC) >= self._next_ready:
                 self._guarded(self.top_up)
 
-    def _guarded(self, step: Any) -> None:
-        """Run one step; a Redis outage is logged and retried at the next wake-up."""
+    def _guarded(self, step: Callable[[], T]) -> T | None:
+        """Run one step; a Redis outage is logged and retried at the next wake-up (returns None)."""
         try:
-            step()
+            return step()
         except (BrokerUnavailable, redis.RedisError, dramatiq.errors.BrokerConnectionError) as exc:
             log.warning("relay cannot reach Redis; nudges wait for the next sweep", error=str(exc).strip())
+            return None
 
 
 def _restart_delay(previous: float, started: float) -> float:
