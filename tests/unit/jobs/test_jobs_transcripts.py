@@ -251,8 +251,16 @@ def test_windows_cut_at_silence_keep_every_word(tmp_path: Path) -> None:
                                          window_seconds=7)
     offsets = [o for o, _ in transcripts.windows(raw, 7)]
     assert len(offsets) >= 2, offsets
-    assert jiwer.wer(_normalise(text), _normalise(pieces.text)) < 0.3, pieces.text
-    assert jiwer.wer(_normalise(whole.text), _normalise(pieces.text)) < 0.2
+    # The oracle is the text espeak-ng spoke, not the whole-file transcript: tiny.en mishears a word or
+    # two of synthetic speech, differently on different CPUs (CTranslate2's kernels), so comparing two
+    # transcripts with each other added both runs' mistakes. Windows that dropped or doubled a phrase
+    # at a cut would cost several words against the spoken text.
+    spoken = _normalise(text)
+    pieces_wer = jiwer.wer(spoken, _normalise(pieces.text))
+    whole_wer = jiwer.wer(spoken, _normalise(whole.text))
+    assert pieces_wer < 0.3, pieces.text
+    assert pieces_wer <= whole_wer + 0.1, (pieces.text, whole.text)
+    assert len(_normalise(pieces.text).split()) == pytest.approx(len(spoken.split()), abs=2), pieces.text
     assert pieces.segments[0].start >= 3 - CUE_SLACK_SECONDS
     assert pieces.segments[-1].end <= duration
 
