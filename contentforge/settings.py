@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     #: cheaper per job on a direct or session-mode connection, impossible through a transaction
     #: pooler. auto: on when `contentforge worker` finds DATABASE_URL is a session at start.
     worker_prepared_statements: Literal["auto", "on", "off"] = "auto"
+    #: Combine what a worker process's threads send at the same moment (completions of jobs
+    #: without asset outputs, and the claims riding on them) into one statement and one commit
+    #: (workers/combiner.py, migration 0025): less PostgreSQL work per job on a busy queue; a
+    #: thread alone still sends at once. off: one statement per thread, as before.
+    worker_combine_completions: bool = True
     #: Allow the noop job to crash its worker on request (tests and soak runs only).
     allow_test_jobs: bool = False
     #: The job types this worker serves, comma-separated ("thumbnail,metadata"). Unset (and no

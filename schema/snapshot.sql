@@ -1285,6 +1285,60 @@ $$;
 
 
 --
+-- Name: complete_and_claim_jobs(integer, uuid[], text[], jsonb[], text[], jsonb); Type: FUNCTION; Schema: app_private; Owner: -
+--
+
+CREATE FUNCTION app_private.complete_and_claim_jobs(p_lease_seconds integer, p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[], p_claim_workers text[], p_claim_types jsonb) RETURNS TABLE(kind text, ord integer, ours boolean, id uuid, tenant_id uuid, asset_id uuid, job_type text, priority integer, input_params jsonb, attempts integer, max_attempts integer, created_at timestamp with time zone, started_at timestamp with time zone, claim_token uuid)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+#variable_conflict use_column
+DECLARE
+  i integer;
+  v_types jsonb;
+  v_list text[];
+  v_empty jsonb[] := '{}';
+  v_job public.asset_processing_jobs;
+BEGIN
+  IF coalesce(cardinality(p_done_ids), 0) <> coalesce(cardinality(p_done_workers), 0)
+     OR coalesce(cardinality(p_done_ids), 0) <> coalesce(cardinality(p_outputs), 0)
+     OR coalesce(cardinality(p_claim_workers), 0) <> coalesce(jsonb_array_length(p_claim_types), 0) THEN
+    RAISE EXCEPTION 'complete_and_claim_jobs: the arrays of one kind must have equal lengths'
+      USING ERRCODE = '22023';
+  END IF;
+  FOR i IN 1 .. coalesce(cardinality(p_done_ids), 0) LOOP
+    kind := 'done'; ord := i;
+    ours := app_private.complete_job(p_done_ids[i], p_done_workers[i], p_outputs[i]);
+    RETURN NEXT;
+  END LOOP;
+  ours := NULL;
+  FOR i IN 1 .. coalesce(cardinality(p_claim_workers), 0) LOOP
+    v_types := p_claim_types -> (i - 1);
+    IF jsonb_typeof(v_types) IS DISTINCT FROM 'array' THEN
+      v_types := 'null';
+      v_list := NULL;
+    ELSE
+      v_list := ARRAY(SELECT jsonb_array_elements_text(v_types));
+    END IF;
+    v_job := NULL;
+    IF NOT v_types = ANY (v_empty) THEN
+      SELECT * INTO v_job FROM app_private.claim_job(p_claim_workers[i], p_lease_seconds, v_list) LIMIT 1;
+      IF v_job.id IS NULL THEN
+        v_empty := v_empty || v_types;
+      END IF;
+    END IF;
+    kind := 'claim'; ord := i;
+    id := v_job.id; tenant_id := v_job.tenant_id; asset_id := v_job.asset_id; job_type := v_job.job_type;
+    priority := v_job.priority; input_params := v_job.input_params; attempts := v_job.attempts;
+    max_attempts := v_job.max_attempts; created_at := v_job.created_at; started_at := v_job.started_at;
+    claim_token := v_job.claim_token;
+    RETURN NEXT;
+  END LOOP;
+END;
+$$;
+
+
+--
 -- Name: complete_job(uuid, text, jsonb); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
@@ -7431,6 +7485,13 @@ REVOKE ALL ON FUNCTION app_private.collect_orphaned_assets(p_failed_older_than i
 --
 
 REVOKE ALL ON FUNCTION app_private.comment_before_insert() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION complete_and_claim_jobs(p_lease_seconds integer, p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[], p_claim_workers text[], p_claim_types jsonb); Type: ACL; Schema: app_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION app_private.complete_and_claim_jobs(p_lease_seconds integer, p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[], p_claim_workers text[], p_claim_types jsonb) FROM PUBLIC;
 
 
 --

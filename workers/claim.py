@@ -14,6 +14,7 @@ expires and the relay hands it to another worker, the lost attempt counted.)
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import threading
 import time
@@ -30,6 +31,7 @@ from contentforge.db import open_connection
 from contentforge.errors import DatabaseUnavailable
 from contentforge.logging import get_logger
 from schema.named_queries import queries
+from workers.combiner import Combiner
 from workers.pools import TypeGate
 
 log = get_logger(__name__)
@@ -69,6 +71,16 @@ class ClaimedJob:
 
 
 @dataclass(frozen=True)
+class _Turn:
+    """One thread's part of a combined call: a completion, a claim, or both (the combiner)."""
+
+    job_id: uuid.UUID | None
+    worker_id: str
+    output: str | None  # JSON text, encoded by the thread itself (an unencodable output fails only its job)
+    claim_types: list[str] | bool | None  # False: no claim; None: every type; else these types
+
+
+@dataclass(frozen=True)
 class AssetUpdate:
     """What a finished job writes to its asset (in the transaction that completes the job)."""
 
@@ -89,7 +101,7 @@ class JobStore:
 
     def __init__(self, url: str, *, lease_seconds: int, reconnect_seconds: float = 30.0,
                  prepare_threshold: int | None = None, gate: TypeGate | None = None,
-                 connect_options: Mapping[str, Any] | None = None) -> None:
+                 connect_options: Mapping[str, Any] | None = None, combine: bool = False) -> None:
         self.url = url
         #: Which job types a claim of this process asks for (its pool, minus types at their
         #: per-process limit); the default asks for every type.
@@ -103,6 +115,10 @@ class JobStore:
         self._all: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self.q = queries("queue")
+        #: With ``combine``, completions without asset outputs and the claims riding on them go
+        #: through one combined call per batch of threads (workers.combiner, migration 0025).
+        self.combiner: Combiner[_Turn, tuple[bool | None, ClaimedJob | None]] | None = (
+            Combiner(self._send_turns) if combine else None)
 
     # --- connections -----------------------------------------------------------------------
     def _conn(self) -> psycopg.Connection[Any]:
@@ -206,6 +222,11 @@ class JobStore:
     def _complete(self, job: ClaimedJob, params: dict[str, Any],
                   update: AssetUpdate | None) -> tuple[bool, ClaimedJob | None]:
         claim_next = params["claim_next"]
+        if update is None and self.combiner is not None:
+            turn = _Turn(job.id, params["worker_id"], json.dumps(params["output"].obj),
+                         params["job_types"] if claim_next else False)
+            ours, nxt = self.combiner.submit(turn)
+            return bool(ours), nxt
         sent = time.monotonic()
         if update is None:
             row = self._one("complete_and_claim", params)
@@ -233,6 +254,37 @@ class JobStore:
             return self.run(tx)
         except _NotOurs:
             return False, None
+
+    def _send_turns(self, turns: Sequence[_Turn]) -> list[tuple[bool | None, ClaimedJob | None]]:
+        """The combiner's call: every completion, then every claim, in one statement and commit."""
+        done = [t for t in turns if t.job_id is not None]
+        claims = [t for t in turns if t.claim_types is not False]
+        params = {"lease_seconds": self.lease_seconds,
+                  "done_ids": [t.job_id for t in done], "done_workers": [t.worker_id for t in done],
+                  "outputs": [t.output for t in done],
+                  "claim_workers": [t.worker_id for t in claims],
+                  "claim_types": Jsonb([t.claim_types for t in claims])}
+        sql = self.q["complete_and_claim_jobs"]
+        sent = time.monotonic()
+        rows = self.run(lambda c: c.execute(sql, params).fetchall())
+        ours = {r["ord"]: r["ours"] for r in rows if r["kind"] == "done"}
+        got = {r["ord"]: _claimed(r, sent) for r in rows if r["kind"] == "claim"}
+        if len(ours) != len(done) or len(got) != len(claims):
+            raise RuntimeError(f"complete_and_claim_jobs answered {len(ours)}/{len(done)} completions "
+                               f"and {len(got)}/{len(claims)} claims")
+        answers: list[tuple[bool | None, ClaimedJob | None]] = []
+        d = c = 0
+        for t in turns:
+            o: bool | None = None
+            nxt: ClaimedJob | None = None
+            if t.job_id is not None:
+                d += 1
+                o = bool(ours[d])
+            if t.claim_types is not False:
+                c += 1
+                nxt = got[c]
+            answers.append((o, nxt))
+        return answers
 
     def fail(self, job: ClaimedJob, worker_id: str, message: str, details: Mapping[str, Any] | None,
              *, transient: bool, retry_delay_seconds: float) -> str | None:

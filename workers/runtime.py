@@ -49,6 +49,7 @@ class Runtime:
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
                               prepare_threshold=PREPARED_AFTER_RUNS if prepared else None,
                               gate=process_gate(settings),  # the pool's job types, per-type limits
+                              combine=settings.worker_combine_completions,
                               connect_options=connection_timeouts(
                                   min(settings.lease_seconds, STORE_NETWORK_WAIT_SECONDS)))
         self.limits = media_limits(settings)

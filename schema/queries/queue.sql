@@ -62,6 +62,15 @@ SELECT r.ours, (r.job).id, (r.job).tenant_id, (r.job).asset_id, (r.job).job_type
        (r.job).claim_token
 FROM claimed r;
 
+-- name: complete_and_claim_jobs
+-- What several worker threads of one process have to say at the same moment (workers/claim.py,
+-- the combiner), in one round trip and one commit: each completion, then each claim, exactly as
+-- complete_and_claim would have run them one by one (migration 0025).
+SELECT b.kind, b.ord, b.ours, b.id, b.tenant_id, b.asset_id, b.job_type, b.priority, b.input_params,
+       b.attempts, b.max_attempts, b.created_at, b.started_at, b.claim_token
+FROM app_private.complete_and_claim_jobs(%(lease_seconds)s, %(done_ids)s::uuid[], %(done_workers)s::text[],
+                                         %(outputs)s::jsonb[], %(claim_workers)s::text[], %(claim_types)s::jsonb) b;
+
 -- name: heartbeat
 SELECT app_private.heartbeat_job(%(job_id)s, %(worker_id)s, %(lease_seconds)s, %(progress)s) AS ours;
 
