@@ -27,6 +27,7 @@ Procrastinate runs from its own virtualenv (--procrastinate-python). Ours uses i
 (started here on --redis-port with no persistence) so that Redis's CPU can be measured.
 
 --tenants N spreads contentforge's jobs over N tenants (default 1), so that its claim chooses between them.
+--ours-variant NAME:VAR=VALUE also runs this tree's contentforge with those settings, as contentforge-NAME.
 CF_BENCH_DB_PREFIX (default cf_bench_) names the databases, so that two runs can share a server.
 --bloat-jobs N (with --systems ours) instead runs N jobs with purging on and reports the table's size.
 """
@@ -213,8 +214,10 @@ class Ours(System):
     template = DB_PREFIX + "tpl_contentforge"
     assets = 1000
 
-    def __init__(self, redis: RedisServer, tree: Path = ROOT, name: str = "contentforge", tenants: int = 1) -> None:
+    def __init__(self, redis: RedisServer, tree: Path = ROOT, name: str = "contentforge", tenants: int = 1,
+                 env: dict[str, str] | None = None) -> None:
         super().__init__()
+        self.extra_env = dict(env or {})  # settings of this variant (e.g. CONTENTFORGE_WORKER_COMBINED_CALLS)
         self.tenants = tenants
         self.assets = self.assets // tenants * tenants  # the same number of assets per tenant
         self.redis = redis
@@ -226,6 +229,7 @@ class Ours(System):
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTFORGE_")}
         env["PYTHONPATH"] = str(self.tree)
+        env.update(self.extra_env)
         return env
 
     def make_template(self) -> None:
@@ -567,6 +571,9 @@ def main() -> int:
                     help="contentforge: spread the jobs over this many tenants (the fair claim chooses between them)")
     ap.add_argument("--baseline-tree", type=Path,
                     help="also run contentforge from this source tree (a copy of an earlier commit) as 'contentforge-before'")
+    ap.add_argument("--ours-variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+                    help="also run this tree's contentforge with these settings as contentforge-NAME "
+                         "(e.g. combined:CONTENTFORGE_WORKER_COMBINED_CALLS=1); repeatable")
     ap.add_argument("--bloat-jobs", type=int, default=0)
     ap.add_argument("--bloat-batch", type=int, default=10000)
     ap.add_argument("--bloat-vacuum-every", type=int, default=0)
@@ -584,6 +591,10 @@ def main() -> int:
                 systems.append(Ours(redis, tenants=args.tenants))
                 if args.baseline_tree:
                     systems.append(Ours(redis, args.baseline_tree.resolve(), "contentforge-before", args.tenants))
+                for variant in args.ours_variant:
+                    vname, _, assignments = variant.partition(":")
+                    env = dict(a.split("=", 1) for a in assignments.split(",") if a)
+                    systems.append(Ours(redis, name=f"contentforge-{vname}", tenants=args.tenants, env=env))
             elif name == "graphile":
                 results["versions"]["graphile-worker"] = install_graphile(args.graphile_version, npm_dir)
                 systems.append(Graphile(npm_dir / "node_modules"))

@@ -101,7 +101,7 @@ class JobStore:
 
     def __init__(self, url: str, *, lease_seconds: int, reconnect_seconds: float = 30.0,
                  prepare_threshold: int | None = None, gate: TypeGate | None = None,
-                 connect_options: Mapping[str, Any] | None = None, combine: bool = False) -> None:
+                 connect_options: Mapping[str, Any] | None = None, combine: int = 0) -> None:
         self.url = url
         #: Which job types a claim of this process asks for (its pool, minus types at their
         #: per-process limit); the default asks for every type.
@@ -115,10 +115,10 @@ class JobStore:
         self._all: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self.q = queries("queue")
-        #: With ``combine``, completions without asset outputs and the claims riding on them go
-        #: through one combined call per batch of threads (workers.combiner, migration 0025).
+        #: With ``combine`` > 0, completions without asset outputs and the claims riding on them go
+        #: through combined calls, at most ``combine`` in flight at once (workers.combiner, 0025).
         self.combiner: Combiner[_Turn, tuple[bool | None, ClaimedJob | None]] | None = (
-            Combiner(self._send_turns) if combine else None)
+            Combiner(self._send_turns, combine) if combine > 0 else None)
 
     # --- connections -----------------------------------------------------------------------
     def _conn(self) -> psycopg.Connection[Any]:

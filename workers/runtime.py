@@ -49,7 +49,7 @@ class Runtime:
         self.store = JobStore(database_url, lease_seconds=settings.lease_seconds,
                               prepare_threshold=PREPARED_AFTER_RUNS if prepared else None,
                               gate=process_gate(settings),  # the pool's job types, per-type limits
-                              combine=settings.worker_combine_completions,
+                              combine=settings.worker_combined_calls,
                               connect_options=connection_timeouts(
                                   min(settings.lease_seconds, STORE_NETWORK_WAIT_SECONDS)))
         self.limits = media_limits(settings)
@@ -96,6 +96,9 @@ class Runtime:
             raise StorageKeyMissing(f"the asset's original file is missing from storage: {exc}") from exc
 
     def close(self) -> None:
+        if (c := self.store.combiner) is not None and c.batches:  # how much combining saved, for operators
+            log.info("combined calls", calls=c.batches, requests=c.requests,
+                     requests_per_call=round(c.requests / c.batches, 2))
         self.store.close()
         self.leases.close()
         self.scratch.close()

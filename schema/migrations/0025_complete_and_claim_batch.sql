@@ -6,7 +6,7 @@
 -- about a third of it is the statement and the commit themselves (parse, plan, executor start, the
 -- deferred-trigger queue, the WAL flush), not the rows. A worker process now combines what its
 -- threads have to say at the same moment (workers/claim.py, the combiner) into one call of this
--- function: every completion first, in the order given, then every claim, each by claim_job for
+-- function: every completion first (in the order of their assets, see below), then every claim, each by claim_job for
 -- its own worker id and job types. Each completion and each claim is exactly the call a thread
 -- would have made alone, so the claim order, tenant fairness, pools, caps, pauses, leases and the
 -- "not ours" answer of a completion are the same; only the commit is shared (at-least-once, as
@@ -33,6 +33,7 @@ DECLARE
   v_list text[];
   v_empty jsonb[] := '{}';
   v_job public.asset_processing_jobs;
+  v_done record;
 BEGIN
   IF coalesce(cardinality(p_done_ids), 0) <> coalesce(cardinality(p_done_workers), 0)
      OR coalesce(cardinality(p_done_ids), 0) <> coalesce(cardinality(p_outputs), 0)
@@ -40,9 +41,18 @@ BEGIN
     RAISE EXCEPTION 'complete_and_claim_jobs: the arrays of one kind must have equal lengths'
       USING ERRCODE = '22023';
   END IF;
-  FOR i IN 1 .. coalesce(cardinality(p_done_ids), 0) LOOP
-    kind := 'done'; ord := i;
-    ours := app_private.complete_job(p_done_ids[i], p_done_workers[i], p_outputs[i]);
+  -- In the order of the jobs' assets: each completion's roll-up locks its asset row at commit, in
+  -- the order of the completions, so two combined calls completing jobs of the same two assets in
+  -- opposite orders would deadlock (seen at 2 worker processes × 4 threads). One order for all
+  -- combined calls, and a single completion takes one asset lock, so no cycle is possible.
+  FOR v_done IN
+    SELECT u.job_id, u.worker, u.output, u.n
+    FROM unnest(p_done_ids, p_done_workers, p_outputs) WITH ORDINALITY AS u(job_id, worker, output, n)
+    LEFT JOIN public.asset_processing_jobs j ON j.id = u.job_id
+    ORDER BY j.asset_id, u.job_id
+  LOOP
+    kind := 'done'; ord := v_done.n;
+    ours := app_private.complete_job(v_done.job_id, v_done.worker, v_done.output);
     RETURN NEXT;
   END LOOP;
   ours := NULL;

@@ -100,17 +100,25 @@ def test_a_wrong_number_of_answers_is_an_error_not_a_mix_up() -> None:
         c.submit(1)
 
 
-def test_many_threads_each_get_their_own_answer() -> None:
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+def test_many_threads_each_get_their_own_answer(in_flight: int) -> None:
+    """Also: never more calls at once than allowed, and none counted as in flight at the end (a
+    waiting thread handed the lead by two leaders at once used to leave one call counted forever)."""
     lock = threading.Lock()
     sizes: list[int] = []
+    now = [0, 0]  # calls in flight, most seen
 
     def flush(reqs: Sequence[int]) -> list[int]:
         with lock:
             sizes.append(len(reqs))
+            now[0] += 1
+            now[1] = max(now)
         time.sleep(0.001)
+        with lock:
+            now[0] -= 1
         return [r + 1 for r in reqs]
 
-    c: Combiner[int, int] = Combiner(flush)
+    c: Combiner[int, int] = Combiner(flush, in_flight)
     got: dict[int, list[int]] = {}
 
     def worker(k: int) -> None:
@@ -123,3 +131,5 @@ def test_many_threads_each_get_their_own_answer() -> None:
         t.join(30)
     assert {k: v for k, v in got.items()} == {k: [k * 1000 + i + 1 for i in range(200)] for k in range(8)}
     assert sum(sizes) == 1600
+    assert now[1] <= in_flight
+    assert c._leading == 0 and c._waiting == []
