@@ -7,7 +7,9 @@ TEST_DATABASE_URL: one migrated up to --before migrations (the baseline), one wi
 Each gets the same data (1,000 assets spread over the tenants; 5,000 no-op jobs queued, ANALYZE, the
 jobs deleted, as bench_queue.py's "analysed" state; --state fresh skips that), then --jobs no-op jobs queued in one statement
 are claimed and completed on one connection exactly as a busy worker does (``claim``, then
-``complete_and_claim`` from schema/queries/queue.sql until nothing is left). Reported per job:
+``complete_and_claim`` from schema/queries/queue.sql until nothing is left; with --combined K the
+after side instead runs as K threads whose calls are combined: ``complete_and_claim_jobs``, K
+completions and K claims per call). Reported per job:
 the backend's CPU time (/proc), wall time, and per SQL function the time from
 ``pg_stat_user_functions`` (``track_functions = all``; total time includes nested functions).
 CF_BENCH_DB_PREFIX (default cf_bench_) names the databases. The two databases alternate (their order flips each repetition); medians over repetitions.
@@ -78,7 +80,7 @@ def enqueue(c: psycopg.Connection[Any], n: int, seq: int) -> None:
         JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS i FROM assets) a ON a.i = g %% 1000""", (str(seq), n))
 
 
-def run(url: str, jobs: int) -> dict[str, Any]:
+def run(url: str, jobs: int, combined: int = 0) -> dict[str, Any]:
     q = queries("queue")
     with psycopg.connect(url, autocommit=True) as c:
         enqueue(c, jobs, 1)
@@ -86,14 +88,17 @@ def run(url: str, jobs: int) -> dict[str, Any]:
         c.execute("SELECT pg_stat_reset()")
         pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
         cpu0, t0 = backend_cpu(pid), time.perf_counter()
-        row = c.execute(q["claim"], {"worker_id": "w", "lease_seconds": 60, "job_types": None}).fetchone()
-        done = 0
-        while row is not None and row[0] is not None:
-            out = c.execute(q["complete_and_claim"], {
-                "job_id": row[0], "worker_id": "w", "output": Jsonb({"outputs": []}), "lease_seconds": 60,
-                "claim_next": True, "job_types": None}).fetchone()
-            row = out[1:] if out else None
-            done += 1
+        if combined:
+            done = run_combined(c, q, combined)
+        else:
+            row = c.execute(q["claim"], {"worker_id": "w", "lease_seconds": 60, "job_types": None}).fetchone()
+            done = 0
+            while row is not None and row[0] is not None:
+                out = c.execute(q["complete_and_claim"], {
+                    "job_id": row[0], "worker_id": "w", "output": Jsonb({"outputs": []}), "lease_seconds": 60,
+                    "claim_next": True, "job_types": None}).fetchone()
+                row = out[1:] if out else None
+                done += 1
         wall, cpu = time.perf_counter() - t0, backend_cpu(pid) - cpu0
         c.execute("SELECT pg_stat_force_next_flush()")
         functions = {f"{r[0]}.{r[1]}": r[2] / done for r in c.execute(
@@ -103,6 +108,23 @@ def run(url: str, jobs: int) -> dict[str, Any]:
             "load": os.getloadavg()[0]}
 
 
+def run_combined(c: psycopg.Connection[Any], q: dict[str, str], k: int) -> int:
+    """As k busy threads of one process with combined calls (migration 0025): each call completes
+    the k jobs of the last one and claims k more, until no job is left; returns the jobs done."""
+    workers = [f"w{i}" for i in range(k)]
+    held: list[tuple[Any, str]] = []
+    done = 0
+    while True:
+        rows = c.execute(q["complete_and_claim_jobs"], {
+            "lease_seconds": 60, "done_ids": [h[0] for h in held], "done_workers": [h[1] for h in held],
+            "outputs": [json.dumps({"outputs": []})] * len(held), "claim_workers": workers,
+            "claim_types": Jsonb([None] * k)}).fetchall()
+        done += len(held)
+        held = [(r[3], workers[r[1] - 1]) for r in rows if r[0] == "claim" and r[3] is not None]
+        if not held:
+            return done
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", type=int, required=True,
@@ -110,6 +132,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=3000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tenants", default="1,20")
+    ap.add_argument("--combined", type=int, default=0,
+                    help="the after side runs as this many threads with combined calls (0025): k jobs per call")
     ap.add_argument("--state", choices=["analysed", "fresh"], default="analysed",
                     help="fresh: the jobs table never analysed and never filled before")
     args = ap.parse_args()
@@ -119,7 +143,7 @@ def main() -> int:
             sides = [("before", args.before), ("after", None)]
             for side, upto in sides if rep % 2 == 0 else sides[::-1]:
                 url = build(f"{DB_PREFIX}path_{side}", upto, tenants, args.state)
-                r = run(url, args.jobs)
+                r = run(url, args.jobs, args.combined if side == "after" else 0)
                 results["runs"].setdefault(f"{tenants}", {}).setdefault(side, []).append(r)
                 print(json.dumps({"tenants": tenants, "rep": rep, "side": side,
                                   **{k: v for k, v in r.items() if k != "functions"}}), file=sys.stderr)

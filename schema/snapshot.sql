@@ -1299,6 +1299,7 @@ DECLARE
   v_list text[];
   v_empty jsonb[] := '{}';
   v_job public.asset_processing_jobs;
+  v_done record;
 BEGIN
   IF coalesce(cardinality(p_done_ids), 0) <> coalesce(cardinality(p_done_workers), 0)
      OR coalesce(cardinality(p_done_ids), 0) <> coalesce(cardinality(p_outputs), 0)
@@ -1306,9 +1307,21 @@ BEGIN
     RAISE EXCEPTION 'complete_and_claim_jobs: the arrays of one kind must have equal lengths'
       USING ERRCODE = '22023';
   END IF;
-  FOR i IN 1 .. coalesce(cardinality(p_done_ids), 0) LOOP
-    kind := 'done'; ord := i;
-    ours := app_private.complete_job(p_done_ids[i], p_done_workers[i], p_outputs[i]);
+  -- In the order of the jobs' assets: each completion's roll-up locks its asset row at commit, in
+  -- the order of the completions, so two combined calls completing jobs of the same two assets in
+  -- opposite orders deadlocked (seen at 2 worker processes × 4 threads). This removes that cycle,
+  -- not every one: a claim of a job whose progress was above 0 (a retry) rolls its asset up too,
+  -- after the completions, and a transaction that writes several assets in another order can meet
+  -- a combined call. The worker therefore bounds the call's lock waits (lock_timeout, well under
+  -- deadlock_timeout, workers/claim.py) and then sends each thread's turn alone.
+  FOR v_done IN
+    SELECT u.job_id, u.worker, u.output, u.n
+    FROM unnest(p_done_ids, p_done_workers, p_outputs) WITH ORDINALITY AS u(job_id, worker, output, n)
+    LEFT JOIN public.asset_processing_jobs j ON j.id = u.job_id
+    ORDER BY j.asset_id, u.job_id
+  LOOP
+    kind := 'done'; ord := v_done.n;
+    ours := app_private.complete_job(v_done.job_id, v_done.worker, v_done.output);
     RETURN NEXT;
   END LOOP;
   ours := NULL;

@@ -39,6 +39,13 @@ T = TypeVar("T")
 
 #: Errors after which the connection is thrown away and the call retried on a fresh one.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+#: The longest a combined call waits for a lock (an asset row another session holds, or a lock-order
+#: cycle with a transaction that writes several assets): then it is abandoned, well before
+#: PostgreSQL's deadlock detector (deadlock_timeout, 1 s by default) could pick the other session as
+#: its victim, and every thread of it sends its own turn alone.
+COMBINED_LOCK_TIMEOUT_MS = 200
+#: A combined call's answer to each of its threads when it was abandoned: send your turn alone.
+ALONE: Any = object()
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,7 @@ class JobStore:
         self.q = queries("queue")
         #: With ``combine`` > 0, completions without asset outputs and the claims riding on them go
         #: through combined calls, at most ``combine`` in flight at once (workers.combiner, 0025).
-        self.combiner: Combiner[_Turn, tuple[bool | None, ClaimedJob | None]] | None = (
+        self.combiner: Combiner[_Turn, Any] | None = (
             Combiner(self._send_turns, combine) if combine > 0 else None)
 
     # --- connections -----------------------------------------------------------------------
@@ -225,8 +232,11 @@ class JobStore:
         if update is None and self.combiner is not None:
             turn = _Turn(job.id, params["worker_id"], json.dumps(params["output"].obj),
                          params["job_types"] if claim_next else False)
-            ours, nxt = self.combiner.submit(turn)
-            return bool(ours), nxt
+            answer = self.combiner.submit(turn)
+            if answer is not ALONE:
+                ours, nxt = answer
+                return bool(ours), nxt
+            # The combined call was abandoned (nothing of it committed): this turn goes alone.
         sent = time.monotonic()
         if update is None:
             row = self._one("complete_and_claim", params)
@@ -255,8 +265,10 @@ class JobStore:
         except _NotOurs:
             return False, None
 
-    def _send_turns(self, turns: Sequence[_Turn]) -> list[tuple[bool | None, ClaimedJob | None]]:
-        """The combiner's call: every completion, then every claim, in one statement and commit."""
+    def _send_turns(self, turns: Sequence[_Turn]) -> list[Any]:
+        """The combiner's call: every completion, then every claim, in one statement and commit.
+        Answers (ours, next job) per turn, or ALONE for every turn when the call was abandoned (a
+        lock wait over COMBINED_LOCK_TIMEOUT_MS, or an error other than a broken connection)."""
         done = [t for t in turns if t.job_id is not None]
         claims = [t for t in turns if t.claim_types is not False]
         params = {"lease_seconds": self.lease_seconds,
@@ -265,8 +277,27 @@ class JobStore:
                   "claim_workers": [t.worker_id for t in claims],
                   "claim_types": Jsonb([t.claim_types for t in claims])}
         sql = self.q["complete_and_claim_jobs"]
+        lock_timeout = f"{COMBINED_LOCK_TIMEOUT_MS}ms"
+
+        def call(conn: psycopg.Connection[Any]) -> list[Any] | psycopg.Error:
+            try:  # one round trip: BEGIN, the lock timeout (local to the transaction), the call, COMMIT
+                with conn.pipeline(), conn.transaction():
+                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
+                    cur = conn.execute(sql, params)
+                return cur.fetchall()
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
+                return exc  # (OperationalErrors, but the connection is fine: no reconnect)
+            except CONNECTION_ERRORS:
+                raise  # JobStore.run reconnects and sends the call again
+            except psycopg.Error as exc:  # e.g. one job's output that jsonb refuses
+                return exc
+
         sent = time.monotonic()
-        rows = self.run(lambda c: c.execute(sql, params).fetchall())
+        rows = self.run(call)
+        if isinstance(rows, psycopg.Error):
+            log.info("combined call abandoned; each thread sends its own", turns=len(turns),
+                     error=str(rows).strip().splitlines()[0] if str(rows).strip() else type(rows).__name__)
+            return [ALONE] * len(turns)
         ours = {r["ord"]: r["ours"] for r in rows if r["kind"] == "done"}
         got = {r["ord"]: _claimed(r, sent) for r in rows if r["kind"] == "claim"}
         if len(ours) != len(done) or len(got) != len(claims):

@@ -75,8 +75,9 @@ class Combiner(Generic[Req, Ans]):
         return self._answer(slot)
 
     def _send(self, batch: list[_Slot[Req, Ans]]) -> None:
-        self.batches += 1
-        self.requests += len(batch)
+        with self._lock:
+            self.batches += 1
+            self.requests += len(batch)
         try:
             answers = list(self._flush([s.request for s in batch]))
             if len(answers) != len(batch):

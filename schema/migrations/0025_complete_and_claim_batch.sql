@@ -43,8 +43,11 @@ BEGIN
   END IF;
   -- In the order of the jobs' assets: each completion's roll-up locks its asset row at commit, in
   -- the order of the completions, so two combined calls completing jobs of the same two assets in
-  -- opposite orders would deadlock (seen at 2 worker processes × 4 threads). One order for all
-  -- combined calls, and a single completion takes one asset lock, so no cycle is possible.
+  -- opposite orders deadlocked (seen at 2 worker processes × 4 threads). This removes that cycle,
+  -- not every one: a claim of a job whose progress was above 0 (a retry) rolls its asset up too,
+  -- after the completions, and a transaction that writes several assets in another order can meet
+  -- a combined call. The worker therefore bounds the call's lock waits (lock_timeout, well under
+  -- deadlock_timeout, workers/claim.py) and then sends each thread's turn alone.
   FOR v_done IN
     SELECT u.job_id, u.worker, u.output, u.n
     FROM unnest(p_done_ids, p_done_workers, p_outputs) WITH ORDINALITY AS u(job_id, worker, output, n)

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from schema.named_queries import queries
 from tests import factories as f
 from tests.integration.queue.conftest import World, enqueue, job, wait_for
-from workers.claim import JobStore
+from workers.claim import ALONE, JobStore, _Turn
 
 Q = queries("queue")
 TYPES = ["noop", "thumbnail", "metadata"]
@@ -231,3 +231,75 @@ def test_a_worker_with_combined_calls_runs_every_job_once(in_process, conn: psyc
 
 def test_combined_calls_are_off_by_default(in_process) -> None:
     assert in_process(threads=2, relay=False, consume=False).runtime.store.combiner is None
+
+
+def test_the_answers_follow_each_completion_whatever_order_the_assets_impose(
+        conn: psycopg.Connection, world: World) -> None:
+    """Completions are made in asset order, not in the order given: each answer still goes to the
+    completion it belongs to (here the second, on the lower asset, is made first and is not ours)."""
+    lo, hi = sorted([world.asset, f.asset(conn, world.tenant, world.user)])
+    on_hi, on_lo = enqueue(conn, hi, "noop"), enqueue(conn, lo, "noop")
+    assert sorted(map(str, one_by_one(conn, [("a", None), ("a", None)]))) == sorted(map(str, [on_hi, on_lo]))
+    rows = combined(conn, [(on_hi, "a"), (on_lo, "not a")], [])
+    assert [(r["ord"], r["ours"]) for r in rows] == [(2, False), (1, True)]
+    assert (job(conn, on_hi)["status"], job(conn, on_lo)["status"]) == ("completed", "running")
+
+
+def test_a_combined_call_held_up_by_a_lock_is_abandoned_and_each_thread_goes_alone(
+        db_url: str, conn: psycopg.Connection, world: World) -> None:
+    """Another session holds one job's asset: the combined call gives up after its lock timeout,
+    nothing of it commits, and the thread whose asset is free completes alone at once while the
+    other waits alone for the lock (as with combining off) and completes when it is released."""
+    lo, hi = sorted([world.asset, f.asset(conn, world.tenant, world.user)])
+    store = JobStore(db_url, lease_seconds=30, combine=1)
+    try:
+        on_lo, on_hi = enqueue(conn, lo, "noop"), enqueue(conn, hi, "noop")
+        a, b = store.claim("a"), store.claim("b")
+        assert a is not None and b is not None
+        by_asset = {a.asset_id: (a, "a"), b.asset_id: (b, "b")}
+        turns = [store_turn(by_asset[asset]) for asset in (lo, hi)]
+        with psycopg.connect(db_url, autocommit=True) as locker:
+            with locker.transaction():
+                locker.execute("SELECT 1 FROM assets WHERE id = %s FOR UPDATE", (lo,))
+                assert store._send_turns(turns) == [ALONE, ALONE]
+                assert {job(conn, on_lo)["status"], job(conn, on_hi)["status"]} == {"running"}
+                answers: dict[str, Any] = {}
+                threads = [threading.Thread(target=lambda j=j, w=w: answers.__setitem__(
+                    w, store.complete(j, w, {}, None, claim_next=False))) for j, w in by_asset.values()]
+                for t in threads:
+                    t.start()
+                free = by_asset[hi][1]
+                wait_for(lambda: free in answers, 10, "the thread whose asset is free")
+                assert job(conn, on_hi)["status"] == "completed"
+                wait_for(lambda: conn.execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query LIKE '%%app_private.complete_job(%%'").fetchone()["n"] == 1,
+                    10, "the other thread waiting alone, in the one-thread statement")
+            for t in threads:
+                t.join(10)
+        assert answers == {"a": (True, None), "b": (True, None)}
+        assert job(conn, on_lo)["status"] == "completed"
+    finally:
+        store.close()
+
+
+def store_turn(held: tuple[Any, str]) -> _Turn:
+    j, worker = held
+    return _Turn(j.id, worker, "{}", False)
+
+
+def test_an_output_jsonb_refuses_fails_only_its_own_job(db_url: str, conn: psycopg.Connection,
+                                                        world: World) -> None:
+    store = JobStore(db_url, lease_seconds=30, combine=1)
+    try:
+        jobs = [enqueue(conn, world.asset, "noop", params={"tag": str(i)}) for i in range(2)]
+        good, bad = store.claim("g"), store.claim("b")
+        assert good is not None and bad is not None
+        turns = [_Turn(good.id, "g", "{}", False), _Turn(bad.id, "b", json.dumps({"x": float("nan")}), False)]
+        assert store._send_turns(turns) == [ALONE, ALONE]  # jsonb refuses NaN: the call is abandoned
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            store.complete(bad, "b", {"x": float("nan")}, None)  # alone, it fails only itself
+        assert store.complete(good, "g", {"ok": 1}, None) == (True, None)
+        assert [job(conn, j)["status"] for j in jobs] == ["completed", "running"]
+    finally:
+        store.close()
