@@ -118,7 +118,7 @@ def run_combined(c: psycopg.Connection[Any], q: dict[str, str], k: int) -> int:
         rows = c.execute(q["complete_and_claim_jobs"], {
             "lease_seconds": 60, "done_ids": [h[0] for h in held], "done_workers": [h[1] for h in held],
             "outputs": [json.dumps({"outputs": []})] * len(held), "claim_workers": workers,
-            "claim_types": Jsonb([None] * k)}).fetchall()
+            "claim_types": Jsonb([None] * k), "lock_timeout_ms": 200}).fetchall()
         done += len(held)
         held = [(r[3], workers[r[1] - 1]) for r in rows if r[0] == "claim" and r[3] is not None]
         if not held:

@@ -1285,10 +1285,10 @@ $$;
 
 
 --
--- Name: complete_and_claim_jobs(integer, uuid[], text[], jsonb[], text[], jsonb); Type: FUNCTION; Schema: app_private; Owner: -
+-- Name: complete_and_claim_jobs(integer, uuid[], text[], jsonb[], text[], jsonb, integer); Type: FUNCTION; Schema: app_private; Owner: -
 --
 
-CREATE FUNCTION app_private.complete_and_claim_jobs(p_lease_seconds integer, p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[], p_claim_workers text[], p_claim_types jsonb) RETURNS TABLE(kind text, ord integer, ours boolean, id uuid, tenant_id uuid, asset_id uuid, job_type text, priority integer, input_params jsonb, attempts integer, max_attempts integer, created_at timestamp with time zone, started_at timestamp with time zone, claim_token uuid)
+CREATE FUNCTION app_private.complete_and_claim_jobs(p_lease_seconds integer, p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[], p_claim_workers text[], p_claim_types jsonb, p_lock_timeout_ms integer DEFAULT NULL::integer) RETURNS TABLE(kind text, ord integer, ours boolean, id uuid, tenant_id uuid, asset_id uuid, job_type text, priority integer, input_params jsonb, attempts integer, max_attempts integer, created_at timestamp with time zone, started_at timestamp with time zone, claim_token uuid)
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -1306,6 +1306,11 @@ BEGIN
      OR coalesce(cardinality(p_claim_workers), 0) <> coalesce(jsonb_array_length(p_claim_types), 0) THEN
     RAISE EXCEPTION 'complete_and_claim_jobs: the arrays of one kind must have equal lengths'
       USING ERRCODE = '22023';
+  END IF;
+  IF p_lock_timeout_ms IS NOT NULL THEN
+    -- For the rest of the transaction, commit included (where the roll-ups lock the assets): a
+    -- SET LOCAL of a setting the function's own SET clause does not name outlives the function.
+    PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
   END IF;
   -- In the order of the jobs' assets: each completion's roll-up locks its asset row at commit, in
   -- the order of the completions, so two combined calls completing jobs of the same two assets in
@@ -7501,10 +7506,10 @@ REVOKE ALL ON FUNCTION app_private.comment_before_insert() FROM PUBLIC;
 
 
 --
--- Name: FUNCTION complete_and_claim_jobs(p_lease_seconds integer, p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[], p_claim_workers text[], p_claim_types jsonb); Type: ACL; Schema: app_private; Owner: -
+-- Name: FUNCTION complete_and_claim_jobs(p_lease_seconds integer, p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[], p_claim_workers text[], p_claim_types jsonb, p_lock_timeout_ms integer); Type: ACL; Schema: app_private; Owner: -
 --
 
-REVOKE ALL ON FUNCTION app_private.complete_and_claim_jobs(p_lease_seconds integer, p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[], p_claim_workers text[], p_claim_types jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION app_private.complete_and_claim_jobs(p_lease_seconds integer, p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[], p_claim_workers text[], p_claim_types jsonb, p_lock_timeout_ms integer) FROM PUBLIC;
 
 
 --

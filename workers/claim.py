@@ -275,16 +275,13 @@ class JobStore:
                   "done_ids": [t.job_id for t in done], "done_workers": [t.worker_id for t in done],
                   "outputs": [t.output for t in done],
                   "claim_workers": [t.worker_id for t in claims],
-                  "claim_types": Jsonb([t.claim_types for t in claims])}
+                  "claim_types": Jsonb([t.claim_types for t in claims]),
+                  "lock_timeout_ms": COMBINED_LOCK_TIMEOUT_MS}
         sql = self.q["complete_and_claim_jobs"]
-        lock_timeout = f"{COMBINED_LOCK_TIMEOUT_MS}ms"
 
         def call(conn: psycopg.Connection[Any]) -> list[Any] | psycopg.Error:
-            try:  # one round trip: BEGIN, the lock timeout (local to the transaction), the call, COMMIT
-                with conn.pipeline(), conn.transaction():
-                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
-                    cur = conn.execute(sql, params)
-                return cur.fetchall()
+            try:  # one statement; the lock timeout is set by the function, for its transaction only
+                return conn.execute(sql, params).fetchall()
             except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
                 return exc  # (OperationalErrors, but the connection is fine: no reconnect)
             except CONNECTION_ERRORS:

@@ -16,12 +16,13 @@
 -- every type) per claim. A claim that finds nothing for a set of job types is not repeated for a
 -- later claim with the same types in this call. Rows returned: one per completion (kind 'done',
 -- ours) and one per claim (kind 'claim', the job's columns as in the "claim" query, all null when
--- nothing was claimed); ord is the position in the request's array, from 1.
+-- nothing was claimed); ord is the position in the request's array, from 1. p_lock_timeout_ms, when
+-- given, bounds every lock wait of the call, its commit included (see the completions below).
 
 CREATE FUNCTION app_private.complete_and_claim_jobs(
   p_lease_seconds integer,
   p_done_ids uuid[], p_done_workers text[], p_outputs jsonb[],
-  p_claim_workers text[], p_claim_types jsonb)
+  p_claim_workers text[], p_claim_types jsonb, p_lock_timeout_ms integer DEFAULT NULL)
 RETURNS TABLE (kind text, ord integer, ours boolean, id uuid, tenant_id uuid, asset_id uuid,
                job_type text, priority integer, input_params jsonb, attempts integer,
                max_attempts integer, created_at timestamptz, started_at timestamptz, claim_token uuid)
@@ -40,6 +41,11 @@ BEGIN
      OR coalesce(cardinality(p_claim_workers), 0) <> coalesce(jsonb_array_length(p_claim_types), 0) THEN
     RAISE EXCEPTION 'complete_and_claim_jobs: the arrays of one kind must have equal lengths'
       USING ERRCODE = '22023';
+  END IF;
+  IF p_lock_timeout_ms IS NOT NULL THEN
+    -- For the rest of the transaction, commit included (where the roll-ups lock the assets): a
+    -- SET LOCAL of a setting the function's own SET clause does not name outlives the function.
+    PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
   END IF;
   -- In the order of the jobs' assets: each completion's roll-up locks its asset row at commit, in
   -- the order of the completions, so two combined calls completing jobs of the same two assets in
@@ -84,4 +90,4 @@ BEGIN
 END;
 $$;
 
-REVOKE ALL ON FUNCTION app_private.complete_and_claim_jobs(integer, uuid[], text[], jsonb[], text[], jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION app_private.complete_and_claim_jobs(integer, uuid[], text[], jsonb[], text[], jsonb, integer) FROM PUBLIC;

@@ -69,7 +69,8 @@ FROM claimed r;
 SELECT b.kind, b.ord, b.ours, b.id, b.tenant_id, b.asset_id, b.job_type, b.priority, b.input_params,
        b.attempts, b.max_attempts, b.created_at, b.started_at, b.claim_token
 FROM app_private.complete_and_claim_jobs(%(lease_seconds)s, %(done_ids)s::uuid[], %(done_workers)s::text[],
-                                         %(outputs)s::jsonb[], %(claim_workers)s::text[], %(claim_types)s::jsonb) b;
+                                         %(outputs)s::jsonb[], %(claim_workers)s::text[], %(claim_types)s::jsonb,
+                                         %(lock_timeout_ms)s) b;
 
 -- name: heartbeat
 SELECT app_private.heartbeat_job(%(job_id)s, %(worker_id)s, %(lease_seconds)s, %(progress)s) AS ours;

@@ -32,7 +32,7 @@ def combined(conn: psycopg.Connection, done: list[tuple[uuid.UUID, str]],
     return conn.execute(Q["complete_and_claim_jobs"], {
         "lease_seconds": 30, "done_ids": [d[0] for d in done], "done_workers": [d[1] for d in done],
         "outputs": [json.dumps({"n": i}) for i in range(len(done))],
-        "claim_workers": [c[0] for c in claims], "claim_types": Jsonb([c[1] for c in claims])}).fetchall()
+        "claim_workers": [c[0] for c in claims], "claim_types": Jsonb([c[1] for c in claims]), "lock_timeout_ms": None}).fetchall()
 
 
 def one_by_one(conn: psycopg.Connection, claims: list[tuple[str, list[str] | None]]) -> list[uuid.UUID | None]:
