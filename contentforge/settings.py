@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     #: completions and next claims together in the next one, one statement and one commit. 0: off,
     #: every thread sends its own. It caps the statements the hot path keeps in flight: set it
     #: (1) when the fleet's worker threads far outnumber the database's cores. Measured on 2 cores:
-    #: 4 processes x 4 threads +60 % jobs/s, -40 % PostgreSQL CPU per job; 1 x 4 -35 % jobs/s.
+    #: 4 processes x 4 threads +39 % jobs/s, -29 % PostgreSQL CPU per job; 1 x 4 -34 % jobs/s.
     worker_combined_calls: int = Field(default=0, ge=0)
     #: Allow the noop job to crash its worker on request (tests and soak runs only).
     allow_test_jobs: bool = False
