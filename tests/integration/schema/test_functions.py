@@ -34,6 +34,8 @@ CALLS = {
     "app_private.claim_job_walk": "SELECT * FROM app_private.claim_job_walk('w1', 30, NULL)",
     "app_private.heartbeat_job": "SELECT app_private.heartbeat_job((SELECT id FROM asset_processing_jobs WHERE status = 'running' LIMIT 1), 'w1', 30, 50)",
     "app_private.release_job": "SELECT app_private.release_job((SELECT id FROM asset_processing_jobs WHERE status = 'running' LIMIT 1), 'w1')",
+    "app_private.complete_and_claim_jobs": "SELECT * FROM app_private.complete_and_claim_jobs("
+                                           "30, '{}', '{}', '{}', ARRAY['w1'], '[null]', 200)",
     "app_private.complete_job": "SELECT app_private.complete_job((SELECT id FROM app_private.claim_job('w1', 30)), 'w1', '{}')",
     "app_private.record_attempt_outputs": "SELECT app_private.record_attempt_outputs(gen_random_uuid(), gen_random_uuid(), "
                                           "'{}', '{}', NULL, false, NULL, NULL)",
