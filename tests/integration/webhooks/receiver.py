@@ -44,9 +44,14 @@ class Received:
 class Receiver:
     """Records and verifies each POST. ``script`` holds status codes to answer first (then 200);
     ``redirect`` answers 302 to that location; ``hold`` (when set) keeps each request waiting
-    until it is set."""
+    until it is set.
 
-    port: int = field(default_factory=free_port)
+    The port is bound when the receiver is made and stays bound (not listening: connections are
+    refused until ``start``), so no other receiver can be given it meanwhile. (Picking a free port
+    and binding it only at ``start`` let two receivers of one test get the same port: the kernel
+    hands out a port again as soon as the probe that found it is closed.)"""
+
+    port: int = 0
     secrets: list[str] = field(default_factory=list)
     script: list[int] = field(default_factory=list)
     redirect: str | None = None
@@ -54,6 +59,13 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     _server: http.server.ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _reserved: socket.socket | None = None
+
+    def __post_init__(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self._reserved, self.port = sock, sock.getsockname()[1]
 
     @property
     def url(self) -> str:
@@ -97,12 +109,23 @@ class Receiver:
             allow_reuse_address = True
             request_queue_size = 64  # the default 5 drops SYNs under concurrent posts (1 s stalls)
 
-        self._server = Server(("127.0.0.1", self.port), Handler)
+        server = Server(("127.0.0.1", self.port), Handler, bind_and_activate=False)
+        if self._reserved is not None:  # serve on the socket bound since the receiver was made
+            server.socket.close()
+            server.socket, self._reserved = self._reserved, None
+            server.server_name, server.server_port = "127.0.0.1", self.port
+        else:  # started again after stop()
+            server.server_bind()
+        server.server_activate()
+        self._server = server
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
