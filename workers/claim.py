@@ -79,11 +79,11 @@ class ClaimedJob:
 
 @dataclass(frozen=True)
 class _Turn:
-    """One thread's part of a combined call: a completion, a claim, or both (the combiner)."""
+    """One thread's part of a combined call: its completion, and its next claim unless told not to."""
 
-    job_id: uuid.UUID | None
+    job_id: uuid.UUID
     worker_id: str
-    output: str | None  # JSON text, encoded by the thread itself (an unencodable output fails only its job)
+    output: str  # JSON text, encoded by the thread itself (an unencodable output fails only its job)
     claim_types: list[str] | bool | None  # False: no claim; None: every type; else these types
 
 
@@ -266,14 +266,13 @@ class JobStore:
             return False, None
 
     def _send_turns(self, turns: Sequence[_Turn]) -> list[Any]:
-        """The combiner's call: every completion, then every claim, in one statement and commit.
+        """The combiner's call: every turn's completion, then the claims, in one statement and commit.
         Answers (ours, next job) per turn, or ALONE for every turn when the call was abandoned (a
         lock wait over COMBINED_LOCK_TIMEOUT_MS, or an error other than a broken connection)."""
-        done = [t for t in turns if t.job_id is not None]
         claims = [t for t in turns if t.claim_types is not False]
         params = {"lease_seconds": self.lease_seconds,
-                  "done_ids": [t.job_id for t in done], "done_workers": [t.worker_id for t in done],
-                  "outputs": [t.output for t in done],
+                  "done_ids": [t.job_id for t in turns], "done_workers": [t.worker_id for t in turns],
+                  "outputs": [t.output for t in turns],
                   "claim_workers": [t.worker_id for t in claims],
                   "claim_types": Jsonb([t.claim_types for t in claims]),
                   "lock_timeout_ms": COMBINED_LOCK_TIMEOUT_MS}
@@ -293,25 +292,21 @@ class JobStore:
         rows = self.run(call)
         if isinstance(rows, psycopg.Error):
             log.info("combined call abandoned; each thread sends its own", turns=len(turns),
-                     error=str(rows).strip().splitlines()[0] if str(rows).strip() else type(rows).__name__)
+                     error=(str(rows).strip().splitlines() or [type(rows).__name__])[0])
             return [ALONE] * len(turns)
         ours = {r["ord"]: r["ours"] for r in rows if r["kind"] == "done"}
         got = {r["ord"]: _claimed(r, sent) for r in rows if r["kind"] == "claim"}
-        if len(ours) != len(done) or len(got) != len(claims):
-            raise RuntimeError(f"complete_and_claim_jobs answered {len(ours)}/{len(done)} completions "
+        if len(ours) != len(turns) or len(got) != len(claims):
+            raise RuntimeError(f"complete_and_claim_jobs answered {len(ours)}/{len(turns)} completions "
                                f"and {len(got)}/{len(claims)} claims")
-        answers: list[tuple[bool | None, ClaimedJob | None]] = []
-        d = c = 0
-        for t in turns:
-            o: bool | None = None
+        answers: list[tuple[bool, ClaimedJob | None]] = []
+        c = 0
+        for d, t in enumerate(turns, 1):
             nxt: ClaimedJob | None = None
-            if t.job_id is not None:
-                d += 1
-                o = bool(ours[d])
             if t.claim_types is not False:
                 c += 1
                 nxt = got[c]
-            answers.append((o, nxt))
+            answers.append((bool(ours[d]), nxt))
         return answers
 
     def fail(self, job: ClaimedJob, worker_id: str, message: str, details: Mapping[str, Any] | None,

@@ -1,16 +1,17 @@
 -- Completions and claims of several worker threads in one statement and one commit (issue 16).
 --
 -- A busy worker thread ends each no-op-sized job with one round trip: complete_job, then
--- claim_job for its next job (schema/queries/queue.sql, complete_and_claim). Serially on this
--- project's benchmark machine that statement costs about 1.1 ms of PostgreSQL CPU per job, and
--- about a third of it is the statement and the commit themselves (parse, plan, executor start, the
--- deferred-trigger queue, the WAL flush), not the rows. A worker process now combines what its
--- threads have to say at the same moment (workers/claim.py, the combiner) into one call of this
--- function: every completion first (in the order of their assets, see below), then every claim, each by claim_job for
--- its own worker id and job types. Each completion and each claim is exactly the call a thread
--- would have made alone, so the claim order, tenant fairness, pools, caps, pauses, leases and the
--- "not ours" answer of a completion are the same; only the commit is shared (at-least-once, as
--- before: the lease of a job whose claim reply was lost expires and the job is claimed again).
+-- claim_job for its next job (schema/queries/queue.sql, complete_and_claim). With
+-- CONTENTFORGE_WORKER_COMBINED_CALLS set, a worker process instead combines what its threads have
+-- to say at the same moment (workers/combiner.py, workers/claim.py) into one call of this
+-- function: every completion first (in the order of their assets, see below), then every claim,
+-- each by claim_job for its own worker id and job types. Each completion and each claim is exactly
+-- the call a thread would have made alone, so the claim order, tenant fairness, pools, caps,
+-- pauses, leases and the "not ours" answer of a completion are the same; only the commit is shared
+-- (at-least-once, as before: the lease of a job whose claim reply was lost expires and the job is
+-- claimed again). What it saves is transactions in flight, not work per row: serially it costs
+-- PostgreSQL about what the statements it replaces did; with many worker processes per database
+-- core it cut PostgreSQL CPU per job by about 30 % (bench/RESULTS.md, "Combined calls").
 --
 -- The arguments are parallel arrays; p_claim_types holds one JSON array of job types (or null:
 -- every type) per claim. A claim that finds nothing for a set of job types is not repeated for a
